@@ -1,0 +1,73 @@
+"""Shared test configuration.
+
+* The pytest header names the FEC implementation under test (compiled or the
+  pure-Python reference) and its GF(2^8) kernels.
+* ``CLOUDKERNEL_EXPECT_IMPL=compiled`` (or ``python``) makes the session fail
+  at once if ``cloudkernel.fec.IMPLEMENTATION`` differs, so that CI cannot
+  silently test the fallback twice when the extension failed to build.
+* Hypothesis profiles: ``ci`` (derandomized, no deadline) when ``CI=true``,
+  ``dev`` otherwise.  The pure-Python reference is ~100x slower, so both
+  profiles run fewer examples when it is the implementation under test.
+* ``gf_kernel``: a fixture running a test once under every kernel in
+  ``cloudkernel.fec.available_kernels()``, restoring the original after.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+
+import pytest
+from hypothesis import HealthCheck, settings
+
+from cloudkernel import fec
+
+PURE_PYTHON = fec.IMPLEMENTATION == "python"
+
+_CI_EXAMPLES = 100 if PURE_PYTHON else 200
+settings.register_profile(
+    "ci",
+    derandomize=True,
+    deadline=None,
+    max_examples=_CI_EXAMPLES,
+    database=None,
+    print_blob=True,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+settings.register_profile(
+    "dev",
+    deadline=None,
+    max_examples=_CI_EXAMPLES // 2,
+    suppress_health_check=[HealthCheck.too_slow],
+)
+HYPOTHESIS_PROFILE = "ci" if os.environ.get("CI", "").lower() == "true" else "dev"
+settings.load_profile(HYPOTHESIS_PROFILE)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    expected = os.environ.get("CLOUDKERNEL_EXPECT_IMPL", "")
+    if expected and expected != fec.IMPLEMENTATION:
+        raise pytest.UsageError(
+            f"CLOUDKERNEL_EXPECT_IMPL={expected} but cloudkernel.fec.IMPLEMENTATION is "
+            f"{fec.IMPLEMENTATION!r} (is the extension built? is CLOUDKERNEL_PUREPYTHON set?)"
+        )
+
+
+def pytest_report_header(config: pytest.Config) -> list[str]:
+    return [
+        f"cloudkernel.fec: {fec.IMPLEMENTATION} implementation, kernel {fec.kernel()!r} "
+        f"(available: {', '.join(fec.available_kernels())})",
+        f"hypothesis profile: {HYPOTHESIS_PROFILE} (max_examples={settings().max_examples})",
+    ]
+
+
+@pytest.fixture(scope="module", params=fec.available_kernels())
+def gf_kernel(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Make each kernel in turn the active one; module-scoped so hypothesis accepts it."""
+    original = fec.kernel()
+    name: str = request.param
+    fec.use_kernel(name)
+    try:
+        yield name
+    finally:
+        fec.use_kernel(original)
