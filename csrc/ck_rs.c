@@ -132,16 +132,18 @@ int ck_rs_decode_with(const ck_rs *rs, const uint8_t *const *packets, uint8_t *c
         return CK_OK;
 
     if (strategy == CK_RS_DECODE_AUTO) {
-        /* DIRECT costs about 1.5 cycles per scalar product, e^2 (k - e) of
-         * them; STAGED costs an extra e x e region pass, about len / 16
-         * cycles per pair with SIMD.  Equal when (k - e) * 24 == len. */
-        strategy = (size_t)nknown * 24 < len ? CK_RS_DECODE_DIRECT : CK_RS_DECODE_STAGED;
+        /* DIRECT folds the inverse into the known sources' coefficients: an
+         * e x e matmul over rows of k - e bytes.  STAGED instead applies the
+         * inverse to the data: an e x e matmul over rows of len bytes, plus
+         * copies.  The region work is otherwise the same (e x k pairs). */
+        strategy = (size_t)nknown <= len ? CK_RS_DECODE_DIRECT : CK_RS_DECODE_STAGED;
     }
 
     /* One allocation for the matrices, pointer arrays and (STAGED) the
      * intermediate regions; decode must not share state between threads. */
     size_t staged = strategy == CK_RS_DECODE_STAGED && nknown ? (size_t)e * len : 0;
-    size_t need = (size_t)e * e + (size_t)e * k + 3 * 256 * sizeof(uint8_t *) + staged;
+    size_t need = (size_t)e * e + (size_t)e * k + (size_t)e * nknown +
+                  3 * 256 * sizeof(uint8_t *) + staged;
     uint8_t *mem = malloc(need);
     if (!mem)
         return CK_ENOMEM;
@@ -150,7 +152,8 @@ int ck_rs_decode_with(const ck_rs *rs, const uint8_t *const *packets, uint8_t *c
     uint8_t **tmp = (uint8_t **)(mem + 2 * 256 * sizeof(uint8_t *));
     uint8_t *inv = mem + 3 * 256 * sizeof(uint8_t *);
     uint8_t *coef = inv + (size_t)e * e;
-    uint8_t *regions = coef + (size_t)e * k;
+    uint8_t *cauchy = coef + (size_t)e * k; /* C[R][known], e x nknown */
+    uint8_t *regions = cauchy + (size_t)e * nknown;
 
     cauchy_inverse(repair, lost, e, inv);
     for (unsigned i = 0; i < e; i++)
@@ -159,37 +162,35 @@ int ck_rs_decode_with(const ck_rs *rs, const uint8_t *const *packets, uint8_t *c
     /* For each chosen repair r: repair_r = sum_known C(r,s) src_s + sum_lost
      * C(r,l) src_l, so src_lost = inv * (repair - C[R][known] src_known). */
     const ck_gf256_kernel *kern = ck_gf256_active();
+    for (unsigned j = 0; j < e; j++)
+        for (unsigned s = 0; s < nknown; s++)
+            cauchy[(size_t)j * nknown + s] = ck_gf256_inv((uint8_t)(repair[j] ^ known[s]));
     if (strategy == CK_RS_DECODE_DIRECT) {
-        /* Row i of the decode matrix over inputs (repairs..., known...):
-         * inv[i][*] for the repairs, then -(inv * C[R][known])[i][*]. */
-        for (unsigned j = 0; j < e; j++)
+        /* Row i of the decode matrix over inputs (repairs..., known...) is
+         * inv[i][*] for the repairs, then (inv * C[R][known])[i][*] (minus is
+         * plus here): computed as one small matmul over rows of C. */
+        for (unsigned j = 0; j < e; j++) {
             in[j] = packets[repair[j]];
+            tmp[j] = cauchy + (size_t)j * nknown;
+        }
+        for (unsigned i = 0; i < e; i++) {
+            memcpy(coef + (size_t)i * k, inv + (size_t)i * e, e);
+            dst[e + i] = coef + (size_t)i * k + e;
+        }
+        if (nknown)
+            kern->matmul(nknown, e, e, inv, (const uint8_t *const *)tmp, dst + e, 0);
         for (unsigned s = 0; s < nknown; s++)
             in[e + s] = packets[known[s]];
-        for (unsigned i = 0; i < e; i++) {
-            uint8_t *row = coef + (size_t)i * k;
-            memcpy(row, inv + (size_t)i * e, e);
-            for (unsigned s = 0; s < nknown; s++) {
-                uint8_t acc = 0;
-                for (unsigned j = 0; j < e; j++)
-                    acc ^= ck_gf256_mul(inv[i * e + j],
-                                        ck_gf256_inv((uint8_t)(repair[j] ^ known[s])));
-                row[e + s] = acc;
-            }
-        }
         kern->matmul(len, e, k, coef, in, dst, 0);
     } else {
         if (nknown) {
             for (unsigned j = 0; j < e; j++) {
                 tmp[j] = regions + (size_t)j * len;
                 memcpy(tmp[j], packets[repair[j]], len);
-                for (unsigned s = 0; s < nknown; s++)
-                    coef[(size_t)j * nknown + s] =
-                        ck_gf256_inv((uint8_t)(repair[j] ^ known[s]));
             }
             for (unsigned s = 0; s < nknown; s++)
                 in[s] = packets[known[s]];
-            kern->matmul(len, e, nknown, coef, in, tmp, 1);
+            kern->matmul(len, e, nknown, cauchy, in, tmp, 1);
         } else {
             /* Every source lost: the repairs themselves are the right-hand side. */
             for (unsigned j = 0; j < e; j++)
