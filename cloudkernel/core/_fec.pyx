@@ -60,13 +60,19 @@ def use_kernel(name):
         raise FECError(f"unknown kernel {name!r} (available: {', '.join(available_kernels())})")
 
 
-cdef const uint8_t *_view(object obj, Py_buffer *view, bint writable, str what) except NULL:
+cdef str _name(str kind, int index):
+    # Built only when an error is raised: no string formatting per packet.
+    return kind if index < 0 else f"{kind} {index}"
+
+
+cdef const uint8_t *_view(object obj, Py_buffer *view, bint writable, str kind,
+                          int index=-1) except NULL:
     """Get obj's buffer into view (the caller releases it)."""
     cdef int flags = PyBUF_WRITABLE if writable else PyBUF_SIMPLE
     try:
         PyObject_GetBuffer(obj, view, flags)
     except BufferError:
-        raise FECError(f"{what} is not a writable buffer") from None
+        raise FECError(f"{_name(kind, index)} is not a writable buffer") from None
     return <const uint8_t *>view.buf if view.buf != NULL else <const uint8_t *>b""
 
 
@@ -78,14 +84,14 @@ cdef struct _Views:
     Py_ssize_t length
 
 
-cdef const uint8_t *_add(_Views *v, object obj, bint writable, str what) except NULL:
-    cdef const uint8_t *ptr = _view(obj, &v.views[v.count], writable, what)
+cdef const uint8_t *_add(_Views *v, object obj, bint writable, str kind, int index) except NULL:
+    cdef const uint8_t *ptr = _view(obj, &v.views[v.count], writable, kind, index)
     cdef Py_ssize_t n = v.views[v.count].len
     v.count += 1
     if v.length < 0:
         v.length = n
     elif n != v.length:
-        raise FECError(f"{what} has {n} bytes, expected {v.length}")
+        raise FECError(f"{_name(kind, index)} has {n} bytes, expected {v.length}")
     return ptr
 
 
@@ -136,7 +142,7 @@ cdef class ErasureCode:
             raise FECError(f"expected {self.k} source packets, got {len(sources)}")
         cdef int i = 0
         for obj in sources:
-            ptrs[i] = _add(v, obj, False, f"source packet {i}")
+            ptrs[i] = _add(v, obj, False, "source packet", i)
             i += 1
         if v.length < 0:
             v.length = 0
@@ -181,7 +187,7 @@ cdef class ErasureCode:
             if len(repairs) != self.m:
                 raise FECError(f"expected {self.m} repair buffers, got {len(repairs)}")
             for obj in repairs:
-                rep[j] = <uint8_t *>_add(&v, obj, True, f"repair buffer {self.k + j}")
+                rep[j] = <uint8_t *>_add(&v, obj, True, "repair buffer", self.k + j)
                 j += 1
             length = v.length
             with nogil:
@@ -201,7 +207,7 @@ cdef class ErasureCode:
             if key < 0 or key >= n:
                 raise FECError(f"packet index {key} out of range 0..{n - 1}")
             idx = key
-            packets[idx] = _add(v, obj, False, f"packet {idx}")
+            packets[idx] = _add(v, obj, False, "packet", idx)
         if v.count < self.k:
             raise FECError(f"need {self.k} packets to rebuild the block, got {v.count}")
         return 0
@@ -264,7 +270,7 @@ cdef class ErasureCode:
                         obj = out[i]
                     except (KeyError, IndexError):
                         raise FECError(f"out has no buffer for missing source {i}") from None
-                    dst[i] = <uint8_t *>_add(&v, obj, True, f"out[{i}]")
+                    dst[i] = <uint8_t *>_add(&v, obj, True, "out buffer for source", i)
                     rebuilt.append(i)
             length = v.length
             with nogil:
