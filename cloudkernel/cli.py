@@ -1,0 +1,93 @@
+"""The ``cloudkernel`` command line.
+
+For now it carries ``demo``, a short demonstration of the forward error
+correction every signal will travel under: blocks of packets crossing a
+lossy link, and bytes corrupted on a noisy one.
+"""
+
+from __future__ import annotations
+
+import random
+import time
+
+import click
+
+from . import __version__, fec
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="cloudkernel")
+def main() -> None:
+    """cloudkernel: fault-tolerant signals for swarms of small machines."""
+
+
+@main.command()
+@click.option("-k", "k", default=32, show_default=True, help="Source packets per block.")
+@click.option("-m", "m", default=8, show_default=True, help="Repair packets per block.")
+@click.option("--size", default=1200, show_default=True, help="Packet size in bytes.")
+@click.option(
+    "--loss",
+    default=0.10,
+    show_default=True,
+    type=click.FloatRange(0.0, 1.0),
+    help="Probability that the link drops a packet.",
+)
+@click.option("--blocks", default=2000, show_default=True, type=click.IntRange(1, 1_000_000))
+@click.option("--seed", default=1, show_default=True, help="Seed of the simulated link.")
+def demo(k: int, m: int, size: int, loss: float, blocks: int, seed: int) -> None:
+    """Send blocks across a simulated lossy link and rebuild them."""
+    try:
+        code = fec.ErasureCode(k, m)
+    except fec.FECError as exc:
+        raise click.BadParameter(str(exc)) from None
+    if not 1 <= size <= 65536:
+        raise click.BadParameter(f"--size must be 1..65536, got {size}")
+    rng = random.Random(seed)
+    click.echo(f"cloudkernel {__version__}: FEC {fec.IMPLEMENTATION}, kernel {fec.kernel()}")
+    click.echo(
+        f"erasure code k={k} m={m}, {size}-byte packets, {loss:.0%} iid loss, {blocks} blocks"
+    )
+
+    sources = [rng.randbytes(size) for _ in range(k)]
+    packets = sources + code.encode(sources)
+    delivered = rebuilt = failed = packets_lost = 0
+    decode_ns = 0
+    for _ in range(blocks):
+        received = {i: p for i, p in enumerate(packets) if rng.random() >= loss}
+        packets_lost += k + m - len(received)
+        missing = [i for i in range(k) if i not in received]
+        if len(received) < k:
+            failed += 1
+            delivered += k - len(missing)
+            continue
+        start = time.perf_counter_ns()
+        block = code.decode(received)
+        decode_ns += time.perf_counter_ns() - start
+        if block != sources:
+            raise click.ClickException("decode returned the wrong packets")
+        delivered += k
+        rebuilt += len(missing)
+    total = blocks * k
+    click.echo(
+        f"  packets lost on the link: {packets_lost} of {blocks * (k + m)} "
+        f"({packets_lost / (blocks * (k + m)):.1%})"
+    )
+    click.echo(f"  source packets rebuilt:   {rebuilt}")
+    click.echo(f"  blocks beyond repair:     {failed} of {blocks}")
+    click.echo(f"  source packets delivered: {delivered} of {total} ({delivered / total:.3%})")
+    decoded = blocks - failed
+    if decoded and decode_ns:
+        click.echo(
+            f"  decode: {decode_ns / decoded / 1000:.1f} us per block, "
+            f"{decoded * k * size / decode_ns * 1000:.0f} MB/s"
+        )
+
+    codec = fec.RSCodec(32)
+    message = b"pheromone: temperature=21.5C confidence=0.9 half-life=30s"
+    codeword = bytearray(codec.encode(message))
+    for position in rng.sample(range(len(codeword)), 16):
+        codeword[position] ^= rng.randrange(1, 256)
+    repaired = codec.decode(bytes(codeword))
+    click.echo(f"byte-level RS(32): 16 of {len(codeword)} bytes corrupted, decoded: {repaired!r}")
+    if repaired != message:
+        raise click.ClickException("RSCodec returned the wrong message")
