@@ -55,9 +55,10 @@ extern uint8_t ck_gf256_split_table[256][32];
  * Byte 7 - i of the qword is row i: bit j of row i is bit i of c * 2^j. */
 extern uint64_t ck_gf256_affine_table[256];
 
-/* Fill the tables and pick the kernel.  Idempotent and thread-safe
- * (pthread_once); every other entry point calls it as needed except the
- * inline scalar helpers below, which need it called once first. */
+/* Fill the tables.  Idempotent and thread-safe (pthread_once).  Every
+ * kernel reads the tables: ck_gf256_active(), ck_gf256_kernel_by_name() and
+ * ck_gf256_select() call this first; code that calls a kernel object or the
+ * inline helpers below directly must call it once itself. */
 void ck_gf256_init(void);
 
 static inline uint8_t ck_gf256_mul(uint8_t a, uint8_t b) { return ck_gf256_mul_table[a][b]; }
