@@ -1,0 +1,41 @@
+#!/usr/bin/env bash
+# Sets up everything and runs the whole test suite: lint and types, the C
+# tests under ASan/UBSan (and on arm64 under qemu), a C fuzz run, and pytest
+# twice: against the compiled extension and against the pure-Python twin.
+# Every stage runs; the exit status is nonzero if any failed.
+#
+# Usage: bash tools/check.sh
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+bash tools/setup.sh || { echo "check: setup failed"; exit 1; }
+export PATH="$PWD/.venv/bin:$PATH"
+
+passed=0
+failed=()
+stage() {
+    local name=$1
+    shift
+    echo "=== $name"
+    if "$@"; then
+        passed=$((passed + 1))
+    else
+        failed+=("$name")
+        echo "=== $name FAILED"
+    fi
+}
+
+stage "ruff check" ruff check .
+stage "ruff format" ruff format --check .
+stage "mypy" mypy
+stage "C tests" bash tools/ctest.sh
+stage "C fuzz" bash tools/cfuzz.sh "${CLOUDKERNEL_FUZZ_RUNS:-100000}"
+stage "pytest (compiled)" env CLOUDKERNEL_EXPECT_IMPL=compiled python -m pytest -q
+stage "pytest (pure Python)" env CLOUDKERNEL_PUREPYTHON=1 CLOUDKERNEL_EXPECT_IMPL=python \
+    python -m pytest -q
+
+if [ ${#failed[@]} -ne 0 ]; then
+    echo "check: failed stages: ${failed[*]}"
+fi
+echo "check: ${passed} passed, ${#failed[@]} failed"
+[ ${#failed[@]} -eq 0 ]
