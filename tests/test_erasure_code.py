@@ -475,6 +475,22 @@ def test_decode_index_out_of_range(
         decode(code, received)
 
 
+class _RepeatingMapping(dict[int, bytes]):
+    """A mapping whose items() repeats one packet: only a broken mapping can."""
+
+    def items(self) -> Any:
+        return [(0, self[0])] * 300
+
+
+@DECODERS
+def test_decode_index_repeated_by_a_broken_mapping(
+    code: Any, block: tuple[list[bytes], dict[int, bytes]], decode: DecodeCall
+) -> None:
+    _, packets = block
+    with pytest.raises(FECError, match="appears twice"):
+        decode(code, _RepeatingMapping({0: packets[0]}))
+
+
 @DECODERS
 @pytest.mark.parametrize("index", ["abc", 1.5, None, (1,)])
 def test_decode_index_not_an_int(

@@ -85,6 +85,8 @@ cdef struct _Views:
 
 
 cdef const uint8_t *_add(_Views *v, object obj, bint writable, str kind, int index) except NULL:
+    if v.count >= MAX_PACKETS:
+        raise FECError(f"more than {MAX_PACKETS} buffers in one call")
     cdef const uint8_t *ptr = _view(obj, &v.views[v.count], writable, kind, index)
     cdef Py_ssize_t n = v.views[v.count].len
     v.count += 1
@@ -200,14 +202,19 @@ cdef class ErasureCode:
     cdef int _received(self, _Views *v, received, const uint8_t **packets) except -1:
         cdef int n = self.k + self.m
         memset(packets, 0, sizeof(uint8_t *) * n)
-        cdef int idx
+        cdef Py_ssize_t idx
         for key, obj in received.items():
             if not isinstance(key, int):
                 raise FECError(f"packet index must be an int, got {key!r}")
-            if key < 0 or key >= n:
+            try:
+                idx = key
+            except OverflowError:
+                idx = -1
+            if idx < 0 or idx >= n:
                 raise FECError(f"packet index {key} out of range 0..{n - 1}")
-            idx = key
-            packets[idx] = _add(v, obj, False, "packet", idx)
+            if packets[idx] != NULL:
+                raise FECError(f"packet index {key} appears twice")
+            packets[idx] = _add(v, obj, False, "packet", <int>idx)
         if v.count < self.k:
             raise FECError(f"need {self.k} packets to rebuild the block, got {v.count}")
         return 0

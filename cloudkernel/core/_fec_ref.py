@@ -285,6 +285,8 @@ class ErasureCode:
             index = _check_int(key, "packet index")
             if not 0 <= index < n:
                 raise FECError(f"index {index} out of range 0..{n - 1}")
+            if index in packets:
+                raise FECError(f"packet index {index} appears twice")
             packets[index] = _read(value)
         if len(packets) < self._k:
             raise FECError(f"need {self._k} packets to rebuild the block, got {len(packets)}")
