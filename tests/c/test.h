@@ -22,6 +22,7 @@
 
 #include <stdarg.h>
 #include <stddef.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <string.h>
 
@@ -102,6 +103,30 @@ static inline TEST_PRINTF(6, 7) int test_check_mem(const void *a, const void *b,
     test_check_eq((long long)(a), (long long)(b), __FILE__, __LINE__, #a " == " #b)
 #define CHECK_MEM(a, b, n) test_check_mem((a), (b), (n), __FILE__, __LINE__, NULL)
 #define CHECK_MEMF(a, b, n, ...) test_check_mem((a), (b), (n), __FILE__, __LINE__, __VA_ARGS__)
+
+/* Deterministic pseudo-random numbers (xorshift64, fixed seed): every run
+ * of a test sees the same inputs. */
+static uint64_t test_rng_state = 0x2545f4914f6cdd1dULL;
+
+static inline uint64_t test_rnd(void)
+{
+    test_rng_state ^= test_rng_state << 13;
+    test_rng_state ^= test_rng_state >> 7;
+    test_rng_state ^= test_rng_state << 17;
+    return test_rng_state;
+}
+
+/* Uniform enough in [0, n); n must be nonzero. */
+static inline size_t test_rnd_below(size_t n)
+{
+    return (size_t)(test_rnd() % n);
+}
+
+static inline void test_rnd_fill(uint8_t *p, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        p[i] = (uint8_t)(test_rnd() >> 24);
+}
 
 /* Print the summary; returns the exit status for main(). */
 static inline int test_finish(void)

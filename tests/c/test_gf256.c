@@ -20,36 +20,14 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-/* ---- deterministic random numbers (xorshift64, fixed seed) ---- */
-
-static uint64_t rng_state = 0x2545f4914f6cdd1dULL;
-
-static uint64_t rnd(void)
-{
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-
-static size_t rnd_below(size_t n)
-{
-    return (size_t)(rnd() % n);
-}
-
-static void rnd_fill(uint8_t *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = (uint8_t)(rnd() >> 24);
-}
 
 /* A coefficient, 0 and 1 (the special cases) an eighth of the time each. */
 static uint8_t rnd_coef(void)
 {
-    switch (rnd_below(8)) {
+    switch (test_rnd_below(8)) {
     case 0: return 0;
     case 1: return 1;
-    default: return (uint8_t)(rnd() >> 40);
+    default: return (uint8_t)(test_rnd() >> 40);
     }
 }
 
@@ -273,9 +251,9 @@ static int region_case(const ck_gf256_kernel *k, const uint8_t *pool, size_t poo
     const size_t size = 2 * GUARD + 3 + len;
     int ok = 1;
 
-    memcpy(src, pool + rnd_below(pool_len - size), size);
+    memcpy(src, pool + test_rnd_below(pool_len - size), size);
     memcpy(src0, src, size);
-    memcpy(dst, pool + rnd_below(pool_len - size), size);
+    memcpy(dst, pool + test_rnd_below(pool_len - size), size);
     memcpy(exp, dst, size);
 
     ck_gf256_mul_region_base(exp + GUARD + doff, src + GUARD + soff, c, len);
@@ -338,17 +316,17 @@ static int matmul_case(const ck_gf256_kernel *k, size_t rows, size_t cols, size_
     for (size_t i = 0; i < rows * cols; i++)
         coef[i] = coef_kind == 0 ? rnd_coef() : coef_kind == 1 ? 0 : 1;
     for (size_t c = 0; c < cols; c++) {
-        size_t off = rnd_below(8);
+        size_t off = test_rnd_below(8);
         in_alloc[c] = xmalloc(off + len);
-        rnd_fill(in_alloc[c], off + len);
+        test_rnd_fill(in_alloc[c], off + len);
         in[c] = in_alloc[c] + off;
     }
     for (size_t r = 0; r < rows; r++) {
-        size_t off = 1 + rnd_below(16), after = (r + len) % 2 ? 16 : 0;
+        size_t off = 1 + test_rnd_below(16), after = (r + len) % 2 ? 16 : 0;
         out_size[r] = off + len + after;
         out_alloc[r] = xmalloc(out_size[r]);
         ref_alloc[r] = xmalloc(out_size[r]);
-        rnd_fill(out_alloc[r], out_size[r]);
+        test_rnd_fill(out_alloc[r], out_size[r]);
         memcpy(ref_alloc[r], out_alloc[r], out_size[r]);
         out[r] = out_alloc[r] + off;
         ref[r] = ref_alloc[r] + off;
@@ -409,8 +387,8 @@ static void test_matmul(const ck_gf256_kernel *k)
 
     /* Random shapes. */
     for (int i = 0; i < 400 && ok; i++)
-        ok = matmul_case(k, 1 + rnd_below(12), 1 + rnd_below(40), rnd_below(REGION_MAX + 1),
-                         (int)rnd_below(2), 0);
+        ok = matmul_case(k, 1 + test_rnd_below(12), 1 + test_rnd_below(40), test_rnd_below(REGION_MAX + 1),
+                         (int)test_rnd_below(2), 0);
 
     /* No rows. */
     ok = ok && matmul_case(k, 0, 4, 100, 0, 0);
@@ -427,7 +405,7 @@ int main(void)
 
     enum { POOL = 3 * 65536 };
     uint8_t *pool = xmalloc(POOL);
-    rnd_fill(pool, POOL);
+    test_rnd_fill(pool, POOL);
 
     const ck_gf256_kernel *const *all = ck_gf256_kernels_compiled();
     for (size_t i = 0; all[i]; i++) {

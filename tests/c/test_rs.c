@@ -8,36 +8,15 @@
 #include "ck_gf256.h"
 #include "ck_rs.h"
 #include "ck_rsc.h"
+#include "test.h"
 
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-static int failures, checks;
-
-#define CHECK(cond)                                                                  \
-    do {                                                                             \
-        checks++;                                                                    \
-        if (!(cond)) {                                                               \
-            failures++;                                                              \
-            if (failures < 20)                                                       \
-                fprintf(stderr, "%s:%d: CHECK failed: %s\n", __FILE__, __LINE__, #cond); \
-        }                                                                            \
-    } while (0)
-
-static uint64_t rng_state = 0x9e3779b97f4a7c15ull;
-static uint64_t rng(void)
+static unsigned rnd(size_t n)
 {
-    rng_state ^= rng_state << 13;
-    rng_state ^= rng_state >> 7;
-    rng_state ^= rng_state << 17;
-    return rng_state;
-}
-static unsigned rnd(unsigned n) { return n ? (unsigned)(rng() % n) : 0; }
-static void fill(uint8_t *p, size_t n)
-{
-    for (size_t i = 0; i < n; i++)
-        p[i] = (uint8_t)rng();
+    return n ? (unsigned)test_rnd_below(n) : 0;
 }
 
 /* Repairs straight from the definition: repair r = sum_i 1/(r ^ i) * src_i. */
@@ -68,7 +47,7 @@ static void roundtrip(unsigned k, unsigned m, size_t len, const uint8_t *drop, i
     for (unsigned p = 0; p < k + m; p++)
         pkt[p] = buf + 1 + (size_t)p * (len + 1);
     for (unsigned i = 0; i < k; i++) {
-        fill(pkt[i], len);
+        test_rnd_fill(pkt[i], len);
         out[i] = outbuf + 1 + (size_t)i * (len + 1);
         memset(out[i], 0xAA, len);
     }
@@ -175,7 +154,7 @@ static void test_rsc_roundtrip(void)
             ck_rsc *rsc = NULL;
             CHECK(ck_rsc_new(nsym, nsize, &rsc) == CK_OK);
             size_t len = 1 + rnd(t % 5 ? nsize - nsym : 1500);
-            fill(msg, len);
+            test_rnd_fill(msg, len);
             size_t elen = ck_rsc_encoded_len(rsc, len);
             uint8_t *enc = malloc(elen), *cw = malloc(elen);
             uint32_t *erase = malloc(elen * sizeof *erase);
@@ -261,7 +240,7 @@ static void test_rsc_garbage(void)
         size_t len = nsym + 1 + rnd(500);
         if (ck_rsc_decoded_len(rsc, len) == (size_t)-1)
             len = 255;
-        fill(in, len);
+        test_rnd_fill(in, len);
         int status = ck_rsc_decode(rsc, in, len, NULL, 0, out, NULL, NULL);
         CHECK(status == CK_OK || status == CK_EUNCORRECTABLE);
         if (status == CK_OK) {
@@ -291,10 +270,10 @@ int main(void)
         test_rsc_roundtrip();
         test_rsc_bad_args();
         kernels_run++;
-        printf("test_rs: kernel %s: %d checks, %d failures so far\n", ks[i]->name, checks,
-               failures);
+        printf("test_rs: kernel %s: %lu checks, %lu failures so far\n", ks[i]->name,
+               test_state.checks, test_state.failures);
     }
     test_rsc_garbage();
-    printf("test_rs: %d kernels, %d checks, %d failures\n", kernels_run, checks, failures);
-    return failures ? 1 : 0;
+    printf("test_rs: %d kernels\n", kernels_run);
+    return test_finish();
 }
