@@ -468,17 +468,9 @@ K_INLINE void KFN(mm_group)(const int g, size_t len, size_t cols, const uint8_t 
         KFN(mm_step)(g, 1, CK_X86_TAIL, len - K_W, len - i, cols, coef, in, out, accumulate);
 }
 
-K_ATTR static void KFN(matmul)(size_t len, size_t rows, size_t cols, const uint8_t *coef,
-                               const uint8_t *const *in, uint8_t *const *out, int accumulate)
+K_INLINE void KFN(matmul_rows)(size_t len, size_t rows, size_t cols, const uint8_t *coef,
+                                const uint8_t *const *in, uint8_t *const *out, int accumulate)
 {
-    if (len == 0 || rows == 0)
-        return;
-    if (cols == 0) {
-        if (!accumulate)
-            for (size_t r = 0; r < rows; r++)
-                memset(out[r], 0, len);
-        return;
-    }
     /* As few groups as possible, of near-equal size: 9 rows with groups of
      * up to 8 go as 5 + 4, not 8 + 1 with a one-row group that loads and
      * splits every input for a single multiply. */
@@ -515,6 +507,46 @@ K_ATTR static void KFN(matmul)(size_t len, size_t rows, size_t cols, const uint8
         }
         r += g;
     }
+}
+
+K_ATTR static void KFN(matmul)(size_t len, size_t rows, size_t cols, const uint8_t *coef,
+                               const uint8_t *const *in, uint8_t *const *out, int accumulate)
+{
+    if (len == 0 || rows == 0)
+        return;
+    if (cols == 0) {
+        if (!accumulate)
+            for (size_t r = 0; r < rows; r++)
+                memset(out[r], 0, len);
+        return;
+    }
+#if !K_MASKED
+    if (len < K_W && rows <= 256 && cols <= 256) {
+        /* Rows shorter than one vector: copy each input once into a whole,
+         * zero-padded vector and run full steps there, rather than going
+         * through a partial load for every input in every row group. */
+        uint8_t vin[256][K_W], vout[256][K_W];
+        const uint8_t *pin[256];
+        uint8_t *pout[256];
+        for (size_t c = 0; c < cols; c++) {
+            memcpy(vin[c], in[c], len);
+            memset(vin[c] + len, 0, K_W - len);
+            pin[c] = vin[c];
+        }
+        for (size_t r = 0; r < rows; r++) {
+            if (accumulate) {
+                memcpy(vout[r], out[r], len);
+                memset(vout[r] + len, 0, K_W - len);
+            }
+            pout[r] = vout[r];
+        }
+        KFN(matmul_rows)(K_W, rows, cols, coef, pin, pout, accumulate);
+        for (size_t r = 0; r < rows; r++)
+            memcpy(out[r], vout[r], len);
+        return;
+    }
+#endif
+    KFN(matmul_rows)(len, rows, cols, coef, in, out, accumulate);
 }
 
 const ck_gf256_kernel CK_X86_KERNEL(K_NAME) = {
