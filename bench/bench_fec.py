@@ -34,7 +34,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from types import ModuleType
 from typing import Any
 
@@ -82,8 +82,8 @@ class Timing:
 
 
 @dataclass
-class Job:
-    """One row to time: ``fn(*args)`` for args cycled from ``pool``, after ``activate()``."""
+class RowKey:
+    """What a row is: shared by the job that times it and the row that reports it."""
 
     group: str  # "erasure" or "rs"
     case: str  # e.g. "decode k=32 m=8 lost=8"
@@ -92,6 +92,12 @@ class Job:
     ours: bool
     compiled: bool
     bytes_per_call: int  # source bytes handled by one call (0: not a throughput row)
+
+
+@dataclass
+class Job(RowKey):
+    """One row to time: ``fn(*args)`` for args cycled from ``pool``, after ``activate()``."""
+
     fn: Call
     pool: list[Args]
     activate: Callable[[], None] = lambda: None
@@ -152,18 +158,7 @@ def time_jobs(jobs: Sequence[Job], budget: Budget) -> list[Row]:
     for job, (args, repeats), got in zip(jobs, plans, samples, strict=True):
         med = statistics.median(got)
         timing = Timing(med, len(args), repeats, (max(got) - min(got)) / med if med else 0.0)
-        rows.append(
-            Row(
-                job.group,
-                job.case,
-                job.impl,
-                job.api,
-                job.ours,
-                job.compiled,
-                job.bytes_per_call,
-                timing,
-            )
-        )
+        rows.append(Row(*(getattr(job, f.name) for f in fields(RowKey)), timing=timing))
     return rows
 
 
@@ -187,14 +182,7 @@ def harness_floor(budget: Budget) -> float:
 
 
 @dataclass
-class Row:
-    group: str  # "erasure" or "rs"
-    case: str  # e.g. "decode k=32 m=8 lost=8"
-    impl: str  # "ck/avx2", "ck-ref", "zfec", "reedsolo", "creedsolo"
-    api: str  # method measured
-    ours: bool
-    compiled: bool
-    bytes_per_call: int
+class Row(RowKey):
     timing: Timing
     ratios: dict[str, float] = field(default_factory=dict)
     status: str = ""  # PASS / MISS / N/A for our compiled rows that have a target
