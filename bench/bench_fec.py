@@ -158,7 +158,7 @@ def time_jobs(jobs: Sequence[Job], budget: Budget) -> list[Row]:
     for job, (args, repeats), got in zip(jobs, plans, samples, strict=True):
         med = statistics.median(got)
         timing = Timing(med, len(args), repeats, (max(got) - min(got)) / med if med else 0.0)
-        rows.append(Row(*(getattr(job, f.name) for f in fields(RowKey)), timing=timing))
+        rows.append(Row(**{f.name: getattr(job, f.name) for f in fields(RowKey)}, timing=timing))
     return rows
 
 
