@@ -38,6 +38,9 @@ static uint8_t vandermonde[256][256];
 /* syndrome_in[t] = vandermonde[254 - t]: inputs for a 255-byte codeword;
  * a shorter one of n bytes uses the suffix syndrome_in + 255 - n. */
 static const uint8_t *syndrome_in[MAX_N];
+/* power_rows[i] = vandermonde[i]: the Chien search's inputs, one per
+ * locator coefficient. */
+static const uint8_t *power_rows[MAX_N + 1];
 static pthread_once_t tables_once = PTHREAD_ONCE_INIT;
 
 static void build_tables(void)
@@ -48,6 +51,8 @@ static void build_tables(void)
             vandermonde[p][j] = ck_gf256_exp[(p * j) % 255u];
     for (unsigned t = 0; t < MAX_N; t++)
         syndrome_in[t] = vandermonde[254 - t];
+    for (unsigned i = 0; i <= MAX_N; i++)
+        power_rows[i] = vandermonde[i];
 }
 
 static size_t round_up_32(size_t n)
@@ -258,11 +263,8 @@ static int correct_chunk(const ck_rsc *rsc, uint8_t *cw, unsigned n, const uint3
 
     /* Chien search: eval[q] = L(alpha^q) for q < 256 in one matmul. */
     uint8_t eval[256] __attribute__((aligned(32)));
-    const uint8_t *powers[MAX_N + 1];
     uint8_t *dst = eval;
-    for (unsigned i = 0; i <= deg; i++)
-        powers[i] = vandermonde[i];
-    ck_gf256_active()->matmul(256, 1, deg + 1, lambda, powers, &dst, 0);
+    ck_gf256_active()->matmul(256, 1, deg + 1, lambda, power_rows, &dst, 0);
     unsigned roots[MAX_N], nroots = 0;
     for (unsigned q = 0; q < 255 && nroots <= deg; q++) {
         if (eval[q])
