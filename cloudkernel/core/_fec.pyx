@@ -11,6 +11,7 @@ import warnings
 
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.ref cimport PyObject
 from libc.stdint cimport uint8_t, uint32_t
 from libc.stdlib cimport free, malloc
 from libc.string cimport memset
@@ -199,7 +200,9 @@ cdef class ErasureCode:
         if status != CK_OK:
             _raise(status, "encode_into")
 
-    cdef int _received(self, _Views *v, received, const uint8_t **packets) except -1:
+    cdef int _received(self, _Views *v, received, const uint8_t **packets,
+                       int *slots=NULL) except -1:
+        # slots[idx], if given, is the view holding packet idx.
         cdef int n = self.k + self.m
         memset(packets, 0, sizeof(uint8_t *) * n)
         cdef Py_ssize_t idx
@@ -214,6 +217,8 @@ cdef class ErasureCode:
                 raise FECError(f"packet index {key} out of range 0..{n - 1}")
             if packets[idx] != NULL:
                 raise FECError(f"packet index {key} appears twice")
+            if slots != NULL:
+                slots[idx] = v.count
             packets[idx] = _add(v, obj, False, "packet", <int>idx)
         if v.count < self.k:
             raise FECError(f"need {self.k} packets to rebuild the block, got {v.count}")
@@ -226,20 +231,26 @@ cdef class ErasureCode:
         """
         cdef const uint8_t *packets[MAX_PACKETS]
         cdef uint8_t *out[MAX_PACKETS]
+        cdef int slots[MAX_PACKETS]
         cdef _Views v
         cdef int i, status
         cdef size_t length
+        cdef PyObject *exporter
         v.count = 0
         v.length = -1
         try:
-            self._received(&v, received, packets)
+            self._received(&v, received, packets, slots)
             length = v.length
             sources = []
             for i in range(self.k):
                 out[i] = NULL
                 if packets[i] != NULL:
-                    obj = received[i]
-                    if type(obj) is not bytes:
+                    # An immutable bytes packet is returned as it is: no copy,
+                    # and no second lookup in the mapping.
+                    exporter = <PyObject *>v.views[slots[i]].obj
+                    if exporter != NULL and type(<object>exporter) is bytes:
+                        obj = <object>exporter
+                    else:
                         obj = PyBytes_FromStringAndSize(<const char *>packets[i], length)
                 else:
                     obj = PyBytes_FromStringAndSize(NULL, length)
