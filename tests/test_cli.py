@@ -1,0 +1,46 @@
+"""The ``cloudkernel`` command line as a user runs it."""
+
+from __future__ import annotations
+
+import pytest
+from click.testing import CliRunner
+
+from cloudkernel.cli import main
+
+
+def test_demo_rebuilds_blocks_and_corrects_bytes() -> None:
+    result = CliRunner().invoke(main, ["demo", "--blocks", "50", "--loss", "0.05"])
+    assert result.exit_code == 0, result.output
+    assert "source packets rebuilt" in result.output
+    assert "decoded: b'pheromone" in result.output
+
+
+def test_demo_with_total_loss_reports_every_block_lost() -> None:
+    result = CliRunner().invoke(main, ["demo", "--blocks", "5", "--loss", "1"])
+    assert result.exit_code == 0, result.output
+    assert "blocks beyond repair:     5 of 5" in result.output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["-k", "0"], "k must be 1..256, got 0"),
+        (["-k", "200", "-m", "100"], "got 100"),
+        (["--size", "0"], "--size must be 1..65536, got 0"),
+        (["--loss", "1.5"], "1.5"),
+        (["--blocks", "0"], "0"),
+        (["-k", "ten"], "ten"),
+    ],
+)
+def test_demo_bad_arguments_are_clear_errors(args: list[str], message: str) -> None:
+    result = CliRunner().invoke(main, ["demo", *args])
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def test_version() -> None:
+    result = CliRunner().invoke(main, ["--version"])
+    assert result.exit_code == 0
+    assert "cloudkernel" in result.output
