@@ -62,6 +62,23 @@ int ck_rs_encode(const ck_rs *rs, const uint8_t *const *sources, uint8_t *const 
     return CK_OK;
 }
 
+/* out[i] = log( prod_k (b_i + a_k) / prod_{k != i} (b_i + b_k) ) mod 255:
+ * with (a, b) = (x, y) the row factor P(y_i) / Q'(y_i) of the inverse, with
+ * (a, b) = (y, x) the column factor Q(x_j) / P'(x_j). */
+static void log_ratio(const uint8_t *a, const uint8_t *b, unsigned e, unsigned *out)
+{
+    const uint8_t *lg = ck_gf256_log;
+    for (unsigned i = 0; i < e; i++) {
+        unsigned num = 0, den = 0;
+        for (unsigned k = 0; k < e; k++) {
+            num += lg[a[k] ^ b[i]];
+            if (k != i)
+                den += lg[b[k] ^ b[i]];
+        }
+        out[i] = (num + 255u * 256u - den) % 255u;
+    }
+}
+
 /*
  * Closed-form inverse of the e x e Cauchy matrix A[j][i] = 1 / (x_j + y_i)
  * (rows j: the chosen repairs x_j = R[j]; columns i: the lost sources
@@ -78,24 +95,8 @@ static void cauchy_inverse(const uint8_t *x, const uint8_t *y, unsigned e, uint8
 {
     unsigned row_log[256], col_log[256];
     const uint8_t *lg = ck_gf256_log;
-    for (unsigned i = 0; i < e; i++) {
-        unsigned p_y = 0, qd_y = 0; /* log P(y_i), log Q'(y_i) */
-        for (unsigned k = 0; k < e; k++) {
-            p_y += lg[x[k] ^ y[i]];
-            if (k != i)
-                qd_y += lg[y[k] ^ y[i]];
-        }
-        row_log[i] = (p_y + 255u * 256u - qd_y) % 255u;
-    }
-    for (unsigned j = 0; j < e; j++) {
-        unsigned q_x = 0, pd_x = 0; /* log Q(x_j), log P'(x_j) */
-        for (unsigned k = 0; k < e; k++) {
-            q_x += lg[y[k] ^ x[j]];
-            if (k != j)
-                pd_x += lg[x[k] ^ x[j]];
-        }
-        col_log[j] = (q_x + 255u * 256u - pd_x) % 255u;
-    }
+    log_ratio(x, y, e, row_log);
+    log_ratio(y, x, e, col_log);
     for (unsigned i = 0; i < e; i++)
         for (unsigned j = 0; j < e; j++)
             inv[i * e + j] =
