@@ -7,6 +7,7 @@
  * is set) and log is its inverse.  Everything else derives from exp/log.
  */
 #include "ck_gf256.h"
+#include "ck_gf256_simd.h"
 
 #include <pthread.h>
 #include <string.h>
@@ -113,6 +114,41 @@ void ck_gf256_matmul_base(size_t len, size_t rows, size_t cols, const uint8_t *c
 {
     ck_gf256_matmul_base_range(0, len, rows, cols, coef, in, out, accumulate);
 }
+
+/* whole() reads only the first cols and rows pointers, all set here; gcc
+ * cannot see that through the function pointer and warns. */
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
+void ck_gf256_matmul_short(ck_gf256_matmul_fn whole, size_t width, size_t len, size_t rows,
+                           size_t cols, const uint8_t *coef, const uint8_t *const *in,
+                           uint8_t *const *out, int accumulate)
+{
+    /* packed at the vector width, so the copies span as few lines as can be */
+    uint8_t vin[256 * CK_GF256_SHORT_MAX], vout[256 * CK_GF256_SHORT_MAX];
+    const uint8_t *pin[256];
+    uint8_t *pout[256];
+    for (size_t c = 0; c < cols; c++) {
+        uint8_t *v = vin + c * width;
+        memcpy(v, in[c], len);
+        memset(v + len, 0, width - len);
+        pin[c] = v;
+    }
+    for (size_t r = 0; r < rows; r++) {
+        pout[r] = vout + r * width;
+        if (accumulate) {
+            memcpy(pout[r], out[r], len);
+            memset(pout[r] + len, 0, width - len);
+        }
+    }
+    whole(width, rows, cols, coef, pin, pout, accumulate);
+    for (size_t r = 0; r < rows; r++)
+        memcpy(out[r], pout[r], len);
+}
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif
 
 const ck_gf256_kernel ck_gf256_kernel_scalar = {
     "scalar",

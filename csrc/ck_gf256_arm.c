@@ -243,17 +243,9 @@ INLINE void mm_group(const int g, size_t len, size_t cols, const uint8_t *coef,
         mm_step(g, 1, STEP_TAIL, len - W, len - i, cols, coef, in, out, accumulate);
 }
 
-static void neon_matmul(size_t len, size_t rows, size_t cols, const uint8_t *coef,
-                        const uint8_t *const *in, uint8_t *const *out, int accumulate)
+static void neon_matmul_rows(size_t len, size_t rows, size_t cols, const uint8_t *coef,
+                             const uint8_t *const *in, uint8_t *const *out, int accumulate)
 {
-    if (len == 0 || rows == 0)
-        return;
-    if (cols == 0) {
-        if (!accumulate)
-            for (size_t r = 0; r < rows; r++)
-                memset(out[r], 0, len);
-        return;
-    }
     /* As few groups as possible, of near-equal size (9 rows: 5 + 4). */
     const size_t groups = (rows + GMAX - 1) / GMAX;
     size_t r = 0;
@@ -274,6 +266,24 @@ static void neon_matmul(size_t len, size_t rows, size_t cols, const uint8_t *coe
         }
         r += g;
     }
+}
+
+static void neon_matmul(size_t len, size_t rows, size_t cols, const uint8_t *coef,
+                        const uint8_t *const *in, uint8_t *const *out, int accumulate)
+{
+    if (len == 0 || rows == 0)
+        return;
+    if (cols == 0) {
+        if (!accumulate)
+            for (size_t r = 0; r < rows; r++)
+                memset(out[r], 0, len);
+        return;
+    }
+    if (len < W && rows <= 256 && cols <= 256) {
+        ck_gf256_matmul_short(neon_matmul_rows, W, len, rows, cols, coef, in, out, accumulate);
+        return;
+    }
+    neon_matmul_rows(len, rows, cols, coef, in, out, accumulate);
 }
 
 const ck_gf256_kernel ck_gf256_kernel_neon = {

@@ -509,6 +509,18 @@ K_INLINE void KFN(matmul_rows)(size_t len, size_t rows, size_t cols, const uint8
     }
 }
 
+#if !K_MASKED
+/* matmul_rows behind an address, for ck_gf256_matmul_short (masked kernels
+ * load short rows directly). */
+K_ATTR static void KFN(matmul_whole)(size_t len, size_t rows, size_t cols, const uint8_t *coef,
+                                     const uint8_t *const *in, uint8_t *const *out,
+                                     int accumulate)
+{
+    KFN(matmul_rows)(len, rows, cols, coef, in, out, accumulate);
+}
+
+#endif
+
 K_ATTR static void KFN(matmul)(size_t len, size_t rows, size_t cols, const uint8_t *coef,
                                const uint8_t *const *in, uint8_t *const *out, int accumulate)
 {
@@ -522,27 +534,8 @@ K_ATTR static void KFN(matmul)(size_t len, size_t rows, size_t cols, const uint8
     }
 #if !K_MASKED
     if (len < K_W && rows <= 256 && cols <= 256) {
-        /* Rows shorter than one vector: copy each input once into a whole,
-         * zero-padded vector and run full steps there, rather than going
-         * through a partial load for every input in every row group. */
-        uint8_t vin[256][K_W], vout[256][K_W];
-        const uint8_t *pin[256];
-        uint8_t *pout[256];
-        for (size_t c = 0; c < cols; c++) {
-            memcpy(vin[c], in[c], len);
-            memset(vin[c] + len, 0, K_W - len);
-            pin[c] = vin[c];
-        }
-        for (size_t r = 0; r < rows; r++) {
-            if (accumulate) {
-                memcpy(vout[r], out[r], len);
-                memset(vout[r] + len, 0, K_W - len);
-            }
-            pout[r] = vout[r];
-        }
-        KFN(matmul_rows)(K_W, rows, cols, coef, pin, pout, accumulate);
-        for (size_t r = 0; r < rows; r++)
-            memcpy(out[r], vout[r], len);
+        ck_gf256_matmul_short(KFN(matmul_whole), K_W, len, rows, cols, coef, in, out,
+                              accumulate);
         return;
     }
 #endif

@@ -146,13 +146,7 @@ int ck_rs_decode_with(const ck_rs *rs, const uint8_t *const *packets, uint8_t *c
     /* One allocation for the matrices, pointer arrays and (STAGED) the
      * intermediate regions; decode must not share state between threads. */
     size_t staged = strategy == CK_RS_DECODE_STAGED && nknown ? (size_t)e * len : 0;
-    /* DIRECT runs the small product over rows padded to whole vectors (the
-     * kernels are slow on rows shorter than one); STAGED uses C[R][known]
-     * as a packed coefficient matrix. */
-    size_t cstride = strategy == CK_RS_DECODE_DIRECT ? ((size_t)nknown + 63u) & ~(size_t)63u
-                                                     : nknown;
-    size_t product = strategy == CK_RS_DECODE_DIRECT ? (size_t)e * cstride : 0;
-    size_t need = (size_t)e * e + (size_t)e * k + (size_t)e * cstride + product +
+    size_t need = (size_t)e * e + (size_t)e * k + (size_t)e * nknown +
                   3 * 256 * sizeof(uint8_t *) + staged;
     uint8_t *mem = malloc(need);
     if (!mem)
@@ -162,9 +156,8 @@ int ck_rs_decode_with(const ck_rs *rs, const uint8_t *const *packets, uint8_t *c
     uint8_t **tmp = (uint8_t **)(mem + 2 * 256 * sizeof(uint8_t *));
     uint8_t *inv = mem + 3 * 256 * sizeof(uint8_t *);
     uint8_t *coef = inv + (size_t)e * e;
-    uint8_t *cauchy = coef + (size_t)e * k; /* C[R][known], e rows of cstride */
-    uint8_t *prod = cauchy + (size_t)e * cstride;
-    uint8_t *regions = prod + product;
+    uint8_t *cauchy = coef + (size_t)e * k; /* C[R][known], e x nknown */
+    uint8_t *regions = cauchy + (size_t)e * nknown;
 
     cauchy_inverse(repair, lost, e, inv);
     for (unsigned i = 0; i < e; i++)
@@ -173,27 +166,21 @@ int ck_rs_decode_with(const ck_rs *rs, const uint8_t *const *packets, uint8_t *c
     /* For each chosen repair r: repair_r = sum_known C(r,s) src_s + sum_lost
      * C(r,l) src_l, so src_lost = inv * (repair - C[R][known] src_known). */
     const ck_gf256_kernel *kern = ck_gf256_active();
-    for (unsigned j = 0; j < e; j++) {
-        uint8_t *row = cauchy + (size_t)j * cstride;
+    for (unsigned j = 0; j < e; j++)
         for (unsigned s = 0; s < nknown; s++)
-            row[s] = ck_gf256_inv((uint8_t)(repair[j] ^ known[s]));
-        memset(row + nknown, 0, cstride - nknown);
-    }
+            cauchy[(size_t)j * nknown + s] = ck_gf256_inv((uint8_t)(repair[j] ^ known[s]));
     if (strategy == CK_RS_DECODE_DIRECT) {
         /* Row i of the decode matrix over inputs (repairs..., known...) is
          * inv[i][*] for the repairs, then (inv * C[R][known])[i][*] (minus is
          * plus here): computed as one small matmul over rows of C. */
         for (unsigned j = 0; j < e; j++) {
             in[j] = packets[repair[j]];
-            tmp[j] = cauchy + (size_t)j * cstride;
-            dst[e + j] = prod + (size_t)j * cstride;
+            tmp[j] = cauchy + (size_t)j * nknown;
+            memcpy(coef + (size_t)j * k, inv + (size_t)j * e, e);
+            dst[e + j] = coef + (size_t)j * k + e;
         }
         if (nknown)
-            kern->matmul(cstride, e, e, inv, (const uint8_t *const *)tmp, dst + e, 0);
-        for (unsigned i = 0; i < e; i++) {
-            memcpy(coef + (size_t)i * k, inv + (size_t)i * e, e);
-            memcpy(coef + (size_t)i * k + e, prod + (size_t)i * cstride, nknown);
-        }
+            kern->matmul(nknown, e, e, inv, (const uint8_t *const *)tmp, dst + e, 0);
         for (unsigned s = 0; s < nknown; s++)
             in[e + s] = packets[known[s]];
         kern->matmul(len, e, k, coef, in, dst, 0);
