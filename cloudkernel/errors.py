@@ -8,7 +8,16 @@ catching our own bugs.
 
 from __future__ import annotations
 
-__all__ = ["CloudkernelError", "FECError"]
+__all__ = [
+    "CloudkernelError",
+    "ConfigError",
+    "FECError",
+    "FrameError",
+    "KeyFileError",
+    "KeyRingError",
+    "PayloadError",
+    "SignalError",
+]
 
 
 class CloudkernelError(Exception):
@@ -22,3 +31,38 @@ class FECError(CloudkernelError, ValueError):
     index, and for blocks or codewords that cannot be rebuilt.  The message
     names the offending value.
     """
+
+
+class SignalError(CloudkernelError, ValueError):
+    """A signal given to publish breaks a limit of the protocol.
+
+    Our caller's mistake, not a peer's: the message names the field, the
+    value and the limit.
+    """
+
+
+class PayloadError(CloudkernelError, ValueError):
+    """A peer's signal payload cannot be decoded or breaks a limit."""
+
+
+class FrameError(CloudkernelError, ValueError):
+    """A peer's frame breaks the wire format.
+
+    ``reason`` is one of the drop reasons of ``docs/PROTOCOL.md`` section 6.
+    """
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+
+
+class KeyFileError(CloudkernelError):
+    """A swarm key file is missing, unreadable, malformed or too open."""
+
+
+class KeyRingError(CloudkernelError, ValueError):
+    """A key cannot join the key ring (wrong length, clashing key id)."""
+
+
+class ConfigError(CloudkernelError, ValueError):
+    """A configuration value is out of range or inconsistent."""
