@@ -15,7 +15,7 @@ from .wire import DropReason
 __all__ = ["Event", "PacketDropped", "SenderRestarted", "SignalsReceived"]
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SignalsReceived:
     """The signals of one source frame, delivered exactly once."""
 
@@ -33,7 +33,7 @@ class SignalsReceived:
     recovered: bool
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class PacketDropped:
     """One or more frames that were not delivered, and why."""
 
@@ -47,7 +47,7 @@ class PacketDropped:
     detail: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class SenderRestarted:
     """An authenticated frame arrived from a sender's newer epoch."""
 

@@ -156,12 +156,16 @@ class LossTracker:
             return
         if seq <= self._high:
             offset = seq - self._base
-            if offset >= 0:
+            # Settled numbers are those below high - window, even while the
+            # bitmap still holds them (settling is done in batches).
+            if offset >= 0 and seq >= self._high - self._window:
                 self._bits |= 1 << offset
             return
         boundary = seq - self._window
         count = boundary - self._base
-        if count > 0:
+        # Settle in batches of a window or more: per-frame settling costs more
+        # than the counting itself.  Readers catch up first (_catch_up).
+        if count > self._window:
             pending = self._high - self._base + 1  # numbers held in the bitmap
             if count <= pending:
                 self._settle_bits(self._bits, count)
@@ -173,6 +177,16 @@ class LossTracker:
             self._base = boundary
         self._high = seq
         self._bits |= 1 << (seq - self._base)
+
+    def _catch_up(self) -> None:
+        """Settle what arrived() left for the next batch, as if settled at once."""
+        if not self._started:
+            return
+        count = self._high - self._window - self._base
+        if count > 0:
+            self._settle_bits(self._bits, count)
+            self._bits >>= count
+            self._base += count
 
     def flush(self) -> None:
         """Settle every number up to the highest seen.
@@ -264,21 +278,25 @@ class LossTracker:
     @property
     def settled(self) -> int:
         """Sequence numbers settled, cumulative."""
+        self._catch_up()
         return self._settled
 
     @property
     def received(self) -> int:
         """Settled numbers that arrived, cumulative."""
+        self._catch_up()
         return self._settled - self._lost
 
     @property
     def lost(self) -> int:
         """Settled numbers that did not arrive, cumulative."""
+        self._catch_up()
         return self._lost
 
     @property
     def bursts(self) -> int:
         """Runs of consecutive settled losses, cumulative."""
+        self._catch_up()
         return self._bursts
 
     @property
@@ -289,17 +307,20 @@ class LossTracker:
     @property
     def loss_rate(self) -> float:
         """Lost / settled over the recent window; 0.0 before anything settled."""
+        self._catch_up()
         settled = self._prev_settled + self._cur_settled
         return (self._prev_lost + self._cur_lost) / settled if settled else 0.0
 
     @property
     def mean_burst(self) -> float:
         """Mean loss run length over the recent window; 1.0 without losses."""
+        self._catch_up()
         lost = self._prev_lost + self._cur_lost
         return lost / max(1, self._prev_bursts + self._cur_bursts) if lost else 1.0
 
     def statistics(self) -> LinkStatistics:
         """A snapshot of the counters (see the module docstring)."""
+        self._catch_up()
         settled, lost = self._settled, self._lost
         return LinkStatistics(
             settled=settled,

@@ -45,13 +45,13 @@ from .wire import (
     FRAME_OVERHEAD,
     HEADER_BYTES,
     DropReason,
-    Header,
-    parse_header,
+    check_header,
 )
 
 __all__ = ["Receiver", "ReceiverConfig", "ReceiverStatistics", "SenderStatistics"]
 
 _U16 = struct.Struct(">H")
+_QOS = (QoS.CRITICAL, QoS.NORMAL, QoS.BULK, QoS.BULK)  # 3 never passes check_header
 _DONE_BLOCKS = 256
 
 
@@ -195,6 +195,8 @@ class Receiver:
         self._pending: OrderedDict[tuple[int, int, int], _Block] = OrderedDict()
         self._pending_bytes = 0
         self._codes: dict[tuple[int, int], ErasureCode] = {}
+        self._node_id = self.config.node_id
+        self._max_sources = self.config.max_block_sources
         self._drops = dict.fromkeys((reason.value for reason in DropReason), 0)
         self._datagrams = 0
 
@@ -213,7 +215,9 @@ class Receiver:
             except FECError as exc:
                 self._drop(events, DropReason.UNCORRECTABLE, None, str(exc))
                 return events
-        self._receive(bytes(datagram), now, events, None)
+        if type(datagram) is not bytes:
+            datagram = bytes(datagram)
+        self._receive(datagram, now, events, None)
         if self._pending and next(iter(self._pending.values())).deadline <= now:
             self._expire(now, events)
         return events
@@ -273,70 +277,77 @@ class Receiver:
         block's first frame arrived.
         """
         try:
-            header = parse_header(frame, self.config.max_block_sources)
+            fields = check_header(frame, self._max_sources)
         except FrameError as exc:
             self._drop(events, DropReason(exc.reason), None, str(exc))
             return
-        sender = header.sender
-        if sender == self.config.node_id:
+        (_, _, flags, key_id, _, _, sender, epoch, seq, block_id, k, m, index, _) = fields
+        if sender == self._node_id:
             self._drop(events, DropReason.OWN_FRAME, sender)
             return
-        key = self._keyring.lookup(header.key_id, now)
+        key = self._keyring.lookup(key_id, now)
         if key is None:
-            self._drop(events, DropReason.UNKNOWN_KEY, sender, f"key id {header.key_id}")
+            self._drop(events, DropReason.UNKNOWN_KEY, sender, f"key id {key_id}")
             return
-        body = key.open(frame, bool(header.flags & FLAG_ENCRYPTED))
+        body = key.open(frame, bool(flags & FLAG_ENCRYPTED))
         if body is None:
             self._drop(events, DropReason.BAD_TAG, sender)
             return
-        if rebuilt is not None and rebuilt[:4] != (
-            sender,
-            header.epoch,
-            header.block,
-            header.position,
-        ):
+        if rebuilt is not None and rebuilt[:4] != (sender, epoch, block_id, index):
             self._drop(events, DropReason.MALFORMED, sender, "rebuilt frame is another frame")
             return
 
         state = self._senders.get(sender)
-        if state is None or header.epoch > state.epoch:
-            state = self._new_epoch(sender, header.epoch, state, events)
-        elif header.epoch < state.epoch:
-            self._drop(events, DropReason.STALE_EPOCH, sender, f"epoch {header.epoch}")
+        if state is None or epoch > state.epoch:
+            state = self._new_epoch(sender, epoch, state, events)
+        elif epoch < state.epoch:
+            self._drop(events, DropReason.STALE_EPOCH, sender, f"epoch {epoch}")
             return
         else:
             self._senders.move_to_end(sender)
-        verdict = state.window.check(header.seq)
+        window = state.window
+        verdict = window.check(seq)
         if verdict is not Verdict.NEW:
             reason = DropReason.DUPLICATE if verdict is Verdict.DUPLICATE else DropReason.REPLAY
             self._drop(events, reason, sender)
             return
-        state.window.accept(header.seq)
+        window.accept(seq)
         state.last_heard = now
         if rebuilt is None:
-            state.loss.arrived(header.seq)
+            state.loss.arrived(seq)
             state.frames += 1
 
-        if header.flags & FLAG_REPAIR:
-            self._take_repair(state, header, body, now, events)
+        if flags & FLAG_REPAIR:
+            self._take_repair(state, sender, block_id, k, m, index, body, now, events)
             return
-        qos = QoS((header.flags >> 2) & 3)
+        qos = _QOS[(flags >> 2) & 3]
         try:
             signals = decode_payload(body, qos)
         except PayloadError as exc:
             self._drop(events, DropReason.BAD_PAYLOAD, sender, str(exc))
         else:
             if rebuilt is not None:
-                # Waiting for the repair frames aged the signals; time the
-                # frame from its block's first arrival, which can only overstate.
+                # The frame never arrived: date it by its block's first
+                # arrival, off by at most the class's time budget (PROTOCOL.md 3).
                 extra = now - rebuilt[4]
                 signals = [replace(s, age=s.age + extra) for s in signals]
             state.signals += len(signals)
-            events.append(
-                SignalsReceived(sender, header.epoch, qos, signals, now, rebuilt is not None)
-            )
-        if rebuilt is None:
-            self._take_source(state, header, frame, now, events)
+            events.append(SignalsReceived(sender, epoch, qos, signals, now, rebuilt is not None))
+        if rebuilt is not None:
+            return
+        # Keep the frame in its block: it may be needed to rebuild a lost one.
+        block = state.blocks.get(block_id)
+        if block is None:
+            block = self._block(state, sender, block_id, now, events)
+            if block is None:
+                return
+        if block.k and index >= block.k:
+            self._drop(events, DropReason.MALFORMED, sender, "source index beyond k")
+            return
+        block.delivered.add(index)
+        self._hold(block, index, frame, events)
+        if block.k:
+            self._progress(state, sender, block_id, block, now, events)
 
     def _new_epoch(
         self, sender: int, epoch: int, old: _SenderState | None, events: list[Event]
@@ -359,19 +370,19 @@ class Receiver:
             self._retire(sender, state, block_id, events, reason)
 
     def _block(
-        self, state: _SenderState, header: Header, now: float, events: list[Event]
+        self, state: _SenderState, sender: int, block_id: int, now: float, events: list[Event]
     ) -> _Block | None:
-        """The pending block of a frame, made if new; None if already finished."""
-        block = state.blocks.get(header.block)
+        """The pending block ``block_id``, made if new; None if already finished."""
+        block = state.blocks.get(block_id)
         if block is not None:
             return block
-        if header.block in state.done:
+        if block_id in state.done:
             return None
         if len(state.blocks) >= self.config.max_pending_blocks:
-            self._retire(header.sender, state, next(iter(state.blocks)), events, DropReason.EVICTED)
+            self._retire(sender, state, next(iter(state.blocks)), events, DropReason.EVICTED)
         block = _Block(now, now + self.config.block_timeout)
-        state.blocks[header.block] = block
-        self._pending[(header.sender, state.epoch, header.block)] = block
+        state.blocks[block_id] = block
+        self._pending[(sender, state.epoch, block_id)] = block
         return block
 
     def _hold(self, block: _Block, index: int, data: bytes, events: list[Event]) -> None:
@@ -385,40 +396,36 @@ class Receiver:
             if oldest is block:
                 break
 
-    def _take_source(
-        self, state: _SenderState, header: Header, frame: bytes, now: float, events: list[Event]
-    ) -> None:
-        block = self._block(state, header, now, events)
-        if block is None:
-            return
-        if block.k and header.position >= block.k:
-            self._drop(events, DropReason.MALFORMED, header.sender, "source index beyond k")
-            return
-        block.delivered.add(header.position)
-        self._hold(block, header.position, frame, events)
-        self._progress(state, header.sender, header.block, block, now, events)
-
     def _take_repair(
-        self, state: _SenderState, header: Header, body: bytes, now: float, events: list[Event]
+        self,
+        state: _SenderState,
+        sender: int,
+        block_id: int,
+        k: int,
+        m: int,
+        index: int,
+        body: bytes,
+        now: float,
+        events: list[Event],
     ) -> None:
-        block = self._block(state, header, now, events)
+        block = self._block(state, sender, block_id, now, events)
         if block is None:
-            self._drop(events, DropReason.REPAIR_UNNEEDED, header.sender)
+            self._drop(events, DropReason.REPAIR_UNNEEDED, sender)
             return
         if block.k == 0:
-            if any(i >= header.k for i in block.delivered) or len(body) < 2 + FRAME_OVERHEAD:
-                self._drop(events, DropReason.MALFORMED, header.sender, "repair disagrees")
+            if any(i >= k for i in block.delivered) or len(body) < 2 + FRAME_OVERHEAD:
+                self._drop(events, DropReason.MALFORMED, sender, "repair disagrees")
                 return
-            block.k, block.m, block.length = header.k, header.m, len(body)
-        elif (header.k, header.m, len(body)) != (block.k, block.m, block.length):
-            self._drop(events, DropReason.MALFORMED, header.sender, "repair disagrees with block")
+            block.k, block.m, block.length = k, m, len(body)
+        elif (k, m, len(body)) != (block.k, block.m, block.length):
+            self._drop(events, DropReason.MALFORMED, sender, "repair disagrees with block")
             return
         if len(block.delivered) >= block.k:
-            self._drop(events, DropReason.REPAIR_UNNEEDED, header.sender)
-            self._retire(header.sender, state, header.block, events, None)
+            self._drop(events, DropReason.REPAIR_UNNEEDED, sender)
+            self._retire(sender, state, block_id, events, None)
             return
-        self._hold(block, header.position, body, events)
-        self._progress(state, header.sender, header.block, block, now, events)
+        self._hold(block, index, body, events)
+        self._progress(state, sender, block_id, block, now, events)
 
     def _progress(
         self,

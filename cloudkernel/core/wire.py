@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import enum
 import struct
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 from ..errors import FrameError
 
@@ -29,6 +29,7 @@ __all__ = [
     "VERSION",
     "DropReason",
     "Header",
+    "check_header",
     "pack_header",
     "parse_header",
 ]
@@ -52,7 +53,6 @@ FLAG_REPAIR = 0x02
 _QOS_SHIFT = 2
 _QOS_MASK = 0x0C
 _RESERVED_FLAGS = 0xF0
-_QOS_INVALID = 3
 
 assert HEADER_BYTES == 28
 
@@ -133,6 +133,59 @@ def pack_header(
     )
 
 
+def check_header(datagram: bytes, max_block_sources: int) -> tuple[Any, ...]:
+    """Check the header of one datagram; return the 14 fields of :data:`HEADER`.
+
+    The receiver's fast path: one combined test for the usual case, the
+    rule-by-rule search only for a frame that fails it.
+
+    :param datagram: the whole frame (already limited to ``max_datagram``).
+    :param max_block_sources: the largest k (and source index + 1) accepted.
+    :raises FrameError: with reason ``malformed`` or ``unsupported-version``.
+    """
+    size = len(datagram)
+    if size < FRAME_OVERHEAD:
+        raise FrameError(DropReason.MALFORMED, f"frame of {size} bytes is shorter than 44")
+    fields = HEADER.unpack_from(datagram)
+    flags = fields[2]
+    k, m, index = fields[10:13]
+    if (
+        fields[0] == MAGIC
+        and fields[1] == VERSION
+        and fields[5] == size - FRAME_OVERHEAD
+        and not (flags & _RESERVED_FLAGS or fields[4] or fields[13])
+        and flags & _QOS_MASK != _QOS_MASK
+        and (
+            # Section 2: 1 <= k <= max, 1 <= m, k + m <= 255, k <= index < k + m.
+            (1 <= k <= max_block_sources and 1 <= m <= 255 - k and k <= index < k + m)
+            if flags & FLAG_REPAIR
+            else not (k or m) and index < max_block_sources
+        )
+    ):  # fmt: skip
+        return fields
+    raise _header_problem(fields, size, max_block_sources)
+
+
+def _header_problem(fields: tuple[Any, ...], size: int, max_block_sources: int) -> FrameError:
+    """The first rule a header breaks, worded (only for frames check_header refused)."""
+    (magic, version, flags, _key_id, reserved1, length, _sender, _epoch, _seq, _block, k, m,
+     index, reserved2) = fields  # fmt: skip
+    if magic != MAGIC:
+        return FrameError(DropReason.MALFORMED, f"bad magic {magic!r}")
+    if version != VERSION:
+        return FrameError(DropReason.UNSUPPORTED_VERSION, f"version {version}, expected 1")
+    if length != size - FRAME_OVERHEAD:
+        return FrameError(
+            DropReason.MALFORMED, f"length field {length} but {size - FRAME_OVERHEAD} body bytes"
+        )
+    if flags & _RESERVED_FLAGS or reserved1 or reserved2:
+        return FrameError(DropReason.MALFORMED, "reserved bits set")
+    if flags & _QOS_MASK == _QOS_MASK:
+        return FrameError(DropReason.MALFORMED, "QoS class 3")
+    kind = "repair" if flags & FLAG_REPAIR else "source"
+    return FrameError(DropReason.MALFORMED, f"{kind} frame k={k} m={m} index={index}")
+
+
 def parse_header(datagram: bytes, max_block_sources: int) -> Header:
     """Parse and check the header of one datagram (already length-limited).
 
@@ -140,27 +193,5 @@ def parse_header(datagram: bytes, max_block_sources: int) -> Header:
     :param max_block_sources: the largest k (and source index + 1) accepted.
     :raises FrameError: with reason ``malformed`` or ``unsupported-version``.
     """
-    size = len(datagram)
-    if size < FRAME_OVERHEAD:
-        raise FrameError(DropReason.MALFORMED, f"frame of {size} bytes is shorter than 44")
-    (magic, version, flags, key_id, reserved1, length, sender, epoch, seq, block, k, m, index,
-     reserved2) = HEADER.unpack_from(datagram)  # fmt: skip
-    if magic != MAGIC:
-        raise FrameError(DropReason.MALFORMED, f"bad magic {magic!r}")
-    if version != VERSION:
-        raise FrameError(DropReason.UNSUPPORTED_VERSION, f"version {version}, expected 1")
-    if length != size - FRAME_OVERHEAD:
-        raise FrameError(
-            DropReason.MALFORMED, f"length field {length} but {size - FRAME_OVERHEAD} body bytes"
-        )
-    if flags & _RESERVED_FLAGS or reserved1 or reserved2:
-        raise FrameError(DropReason.MALFORMED, "reserved bits set")
-    if (flags & _QOS_MASK) >> _QOS_SHIFT == _QOS_INVALID:
-        raise FrameError(DropReason.MALFORMED, "QoS class 3")
-    if flags & FLAG_REPAIR:
-        # Section 2: 1 <= k <= max, 1 <= m, k + m <= 255, k <= index < k + m.
-        if not (1 <= k <= max_block_sources and m >= 1 and k + m <= 255 and k <= index < k + m):
-            raise FrameError(DropReason.MALFORMED, f"repair frame k={k} m={m} index={index}")
-    elif k or m or index >= max_block_sources:
-        raise FrameError(DropReason.MALFORMED, f"source frame k={k} m={m} index={index}")
-    return Header(flags, key_id, length, sender, epoch, seq, block, k, m, index)
+    fields = check_header(datagram, max_block_sources)
+    return Header(*fields[2:4], *fields[5:13])
