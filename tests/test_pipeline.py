@@ -21,6 +21,7 @@ from cloudkernel.core.redundancy import RedundancyPolicy
 from cloudkernel.core.sender import ClassConfig, Sender, SenderConfig, default_classes
 from cloudkernel.core.signals import QoS, make_signal
 from cloudkernel.core.wire import HEADER
+from cloudkernel.errors import CloudkernelError
 
 PURE_PYTHON = fec.IMPLEMENTATION == "python"
 BIG = 100_000
@@ -280,3 +281,21 @@ def test_header_fields_of_a_source_frame() -> None:
     assert fields[:3] == (b"CK", 1, 0x00)
     assert fields[6:] == (SENDER_ID, 9, 0, 0, 0, 0, 0, 0)
     assert struct.unpack_from(">H", frame, 6)[0] == len(frame) - 44
+
+
+def test_sender_moves_to_the_next_epoch_before_sequence_numbers_run_out() -> None:
+    sender = Sender(SENDER_ID, 41, keyring())
+    sender._seq = 2**32 - 4096 + 1  # as if it had sent that many frames
+    sender.publish(make_signal("t", 1.0, ttl=1.0), 0.0)
+    (frame,) = sender.poll(0.0)
+    fields = HEADER.unpack_from(frame)
+    assert (fields[7], fields[8]) == (42, 0)
+    assert sender.epoch == 42
+
+
+def test_sender_refuses_to_wrap_its_epoch() -> None:
+    sender = Sender(SENDER_ID, 2**32 - 1, keyring())
+    sender._seq = 2**32 - 1
+    sender.publish(make_signal("t", 1.0, ttl=1.0), 0.0)
+    with pytest.raises(CloudkernelError, match="exhausted"):
+        sender.poll(0.0)

@@ -450,8 +450,9 @@ class Receiver:
         for index, data in block.frames.items():
             if index < k:
                 if len(data) + 2 > length:
-                    self._drop(events, DropReason.MALFORMED, sender, "source longer than repair")
-                    self._retire(sender, state, block_id, events, None)
+                    # A source longer than the repair symbols: the block
+                    # cannot be rebuilt; its lost frames count as malformed.
+                    self._retire(sender, state, block_id, events, DropReason.MALFORMED)
                     return
                 received[index] = _U16.pack(len(data)) + data + bytes(length - 2 - len(data))
             else:

@@ -24,7 +24,7 @@ import struct
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from ..errors import ConfigError, SignalError
+from ..errors import CloudkernelError, ConfigError, SignalError
 from ..fec import ErasureCode
 from .auth import KeyRing
 from .framing import MAX_FRAME_RS_NSYM, FrameCodec
@@ -250,7 +250,12 @@ class Sender:
         """Move to the next epoch; the open blocks close first, in the old one."""
         for qos in list(self._blocks):
             self._close(qos, now)
-        self.epoch = (self.epoch + 1) & MAX_U32
+        if self.epoch == MAX_U32:
+            # Wrapping to 0 would reuse nonces and be stale to every receiver.
+            raise CloudkernelError(
+                "the sender's epoch and sequence numbers are exhausted; a new swarm key is needed"
+            )
+        self.epoch += 1
         self._seq = 0
         self._next_block = 0
 
