@@ -87,3 +87,15 @@ def test_bench_pipeline_rejects_bad_options() -> None:
         bench.main(["--mix", "nonsense"])
     with pytest.raises(SystemExit):
         bench.main(["--packets", "1"])
+
+
+def test_bench_mac_runs(capsys: pytest.CaptureFixture[str]) -> None:
+    path = BENCH.parent / "bench_mac.py"
+    spec = importlib.util.spec_from_file_location("bench_mac_smoke", path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert module.main(["--quick"]) == 0
+    out = capsys.readouterr().out
+    for name in ("ChaCha20-Poly1305 (chosen)", "AES-256-GCM", "BLAKE2b", "HMAC-SHA256"):
+        assert name in out
