@@ -19,9 +19,9 @@ from cloudkernel import fec
 from cloudkernel.core.receiver import Receiver, ReceiverConfig
 from cloudkernel.core.redundancy import RedundancyPolicy
 from cloudkernel.core.sender import ClassConfig, Sender, SenderConfig, default_classes
-from cloudkernel.core.signals import QoS, make_signal
+from cloudkernel.core.signals import QoS, Signal, make_signal
 from cloudkernel.core.wire import HEADER
-from cloudkernel.errors import CloudkernelError
+from cloudkernel.errors import CloudkernelError, SignalError
 
 PURE_PYTHON = fec.IMPLEMENTATION == "python"
 BIG = 100_000
@@ -299,3 +299,20 @@ def test_sender_refuses_to_wrap_its_epoch() -> None:
     sender.publish(make_signal("t", 1.0, ttl=1.0), 0.0)
     with pytest.raises(CloudkernelError, match="exhausted"):
         sender.poll(0.0)
+
+
+@pytest.mark.parametrize(
+    ("signal", "field"),
+    [
+        (Signal("x" * 129, 1.0, ttl=1.0), "topic"),
+        (Signal("t", float("nan"), ttl=1.0), "value"),
+        (Signal("t", 1.0), "half_life"),
+        (Signal("t", 1.0, confidence=2.0, ttl=1.0), "confidence"),
+        (Signal("t", (1.0,) * 17, ttl=1.0), "value"),
+    ],
+)
+def test_publish_refuses_a_signal_that_breaks_a_limit(signal: Signal, field: str) -> None:
+    sender = Sender(SENDER_ID, 1, keyring())
+    with pytest.raises(SignalError, match=field):
+        sender.publish(signal, 0.0)
+    assert sender.poll(0.0) == []

@@ -29,7 +29,15 @@ from ..fec import ErasureCode
 from .auth import KeyRing
 from .framing import MAX_FRAME_RS_NSYM, FrameCodec
 from .redundancy import LossReports, RedundancyPolicy, choose_m
-from .signals import MAX_ENCODED_SIGNAL, MAX_U32, PayloadBuilder, QoS, Signal, encode_signal
+from .signals import (
+    MAX_ENCODED_SIGNAL,
+    MAX_U32,
+    PayloadBuilder,
+    QoS,
+    Signal,
+    encode_signal,
+    make_signal,
+)
 from .wire import (
     DEFAULT_MAX_DATAGRAM,
     FRAME_OVERHEAD,
@@ -183,14 +191,29 @@ class Sender:
         return seq
 
     def publish(self, signal: Signal, now: float) -> None:
-        """Queue a signal (made with ``make_signal``) for its class's next frame.
+        """Queue a signal for its class's next frame.
 
         A signal with ``source == 0`` is this node's own: it is stamped with
         the node id and the next signal sequence number.  Others are relayed
         as they are.  The signal's ``age`` is its age now.
+
+        :raises SignalError: if the signal breaks a limit (see ``make_signal``).
         """
         if not isinstance(signal, Signal):
             raise SignalError(f"publish takes a Signal, got {type(signal).__name__}")
+        # Signal's constructor checks nothing: check every limit here, so that
+        # a bad signal is our caller's clear error and never a peer's drop.
+        signal = make_signal(
+            signal.topic,
+            signal.value,
+            confidence=signal.confidence,
+            half_life=signal.half_life,
+            ttl=signal.ttl,
+            qos=signal.qos,
+            source=signal.source,
+            seq=signal.seq,
+            age=signal.age,
+        )
         if signal.source == 0:
             source, seq = self.node_id, self.next_signal_seq()
         else:
