@@ -10,6 +10,7 @@ from Cython.Build import cythonize
 from setuptools import Extension, setup
 
 CSRC = sorted(glob("csrc/ck_*.c"))
+FEC_CSRC = [c for c in CSRC if c != "csrc/ck_payload.c"]
 
 if os.environ.get("CLOUDKERNEL_DEBUG_BUILD"):
     cflags = ["-O0", "-g", "-UNDEBUG", "-Wall", "-Wextra"]
@@ -21,7 +22,14 @@ else:
 extensions = [
     Extension(
         "cloudkernel.core._fec",
-        ["cloudkernel/core/_fec.pyx", *CSRC],
+        ["cloudkernel/core/_fec.pyx", *FEC_CSRC],
+        include_dirs=["csrc"],
+        define_macros=[("_GNU_SOURCE", None)],
+        extra_compile_args=cflags,
+    ),
+    Extension(
+        "cloudkernel.core._payload",
+        ["cloudkernel/core/_payload.pyx", "csrc/ck_payload.c"],
         include_dirs=["csrc"],
         define_macros=[("_GNU_SOURCE", None)],
         extra_compile_args=cflags,

@@ -1,6 +1,6 @@
 # C declarations of csrc/, in one place (every `cdef extern from "ck_*.h"`).
 
-from libc.stdint cimport uint8_t, uint32_t
+from libc.stdint cimport int64_t, uint8_t, uint32_t
 
 
 cdef extern from "ck_common.h" nogil:
@@ -49,3 +49,36 @@ cdef extern from "ck_rsc.h" nogil:
                       const uint32_t *erase_pos, size_t nerase, uint8_t *out,
                       size_t *bad_chunk, size_t *corrected)
     int ck_rsc_check(const ck_rsc *rsc, const uint8_t *inp, size_t len, uint8_t *ok)
+
+
+cdef extern from "ck_payload.h" nogil:
+    enum:
+        CK_PAYLOAD_MAX_SIGNALS
+        CK_PAYLOAD_MAX_VECTOR
+        CK_PAYLOAD_NO_LIFETIME
+    ctypedef enum ck_value_kind:
+        CK_VALUE_FLOAT
+        CK_VALUE_CATEGORY
+        CK_VALUE_VECTOR
+        CK_VALUE_BYTES
+    ctypedef enum ck_payload_error:
+        CK_PAYLOAD_OK
+    ctypedef struct ck_signal_record:
+        uint32_t topic_offset
+        uint32_t topic_length
+        uint32_t value_offset
+        uint8_t kind
+        uint8_t value_length
+        double number
+        uint32_t category
+        double confidence
+        int64_t half_life_ms
+        int64_t ttl_ms
+        uint32_t age_ms
+        uint32_t source
+        uint32_t seq
+    ck_payload_error ck_payload_decode(const uint8_t *payload, size_t length,
+                                       ck_signal_record *out, size_t out_capacity,
+                                       double *vectors, size_t vector_capacity,
+                                       size_t *count, size_t *where)
+    const char *ck_payload_error_str(ck_payload_error error)

@@ -31,8 +31,11 @@ from __future__ import annotations
 
 import enum
 import math
+import os
 import re
 import reprlib
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Literal, TypeAlias
 
@@ -50,6 +53,7 @@ __all__ = [
     "MAX_TOPIC_BYTES",
     "MAX_U32",
     "MAX_VECTOR_DIM",
+    "SHED_ORDER",
     "SIGNAL_FIELDS",
     "PayloadBuilder",
     "QoS",
@@ -85,7 +89,11 @@ Value: TypeAlias = float | int | tuple[float, ...] | bytes
 
 
 class QoS(enum.IntEnum):
-    """QoS class of a signal; the values are the wire values of the frame flags."""
+    """QoS class of a signal; the values are the wire values of the frame flags.
+
+    A class sets a signal's latency budget and redundancy (the sender's
+    ``ClassConfig``) and its place in :data:`SHED_ORDER`.
+    """
 
     CRITICAL = 0
     NORMAL = 1
@@ -114,6 +122,9 @@ class QoS(enum.IntEnum):
 
 
 _QOS_NAMES = frozenset(q.name.lower() for q in QoS)
+
+#: Under overload, what goes first: bulk, then normal; critical last.
+SHED_ORDER = (QoS.BULK, QoS.NORMAL, QoS.CRITICAL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -517,14 +528,20 @@ _isfinite = math.isfinite
 _control = _CONTROL.search
 
 
-def decode_payload(body: bytes | bytearray | memoryview, qos: QoS) -> list[Signal]:
-    """The signals of a peer's payload (the body of a source frame).
+def decode_payload_reference(
+    body: bytes | bytearray | memoryview, qos: QoS, age_offset: float = 0.0
+) -> list[Signal]:
+    """The signals of a peer's payload (the body of a source frame): the pure-Python decoder.
+
+    The test oracle of the compiled decoder, and the fallback without it.
 
     Lifetimes and ages come back in seconds (the wire's milliseconds / 1000);
     every signal gets ``qos``, its frame's class.
 
     :param body: the payload; untrusted.
     :param qos: the QoS class of the frame it came in.
+    :param age_offset: seconds added to every signal's age (a rebuilt frame's
+        wait for its repair frames).
     :raises PayloadError: if the payload breaks any rule of PROTOCOL.md
         section 3; no other exception, whatever ``body`` holds.
     """
@@ -600,7 +617,7 @@ def decode_payload(body: bytes | bytearray | memoryview, qos: QoS) -> list[Signa
         signal.qos = qos
         signal.source = source
         signal.seq = seq
-        signal.age = age / 1000
+        signal.age = age / 1000 + age_offset
         signal.__class__ = Signal
         append(signal)
     return signals
@@ -678,3 +695,50 @@ def _value_problem(value: object) -> str | None:
         f"value {_show(value)} is a msgpack {_wire_type(value)}; "
         "a value is a float, an int, an array of floats or a bin"
     )
+
+
+# -- the compiled decoder ---------------------------------------------------------
+
+_Decoder = Callable[[bytes | bytearray | memoryview, QoS, float], list[Signal]]
+
+
+def _choose_decoder() -> tuple[str, _Decoder]:
+    if os.environ.get("CLOUDKERNEL_PUREPYTHON", "") not in ("", "0"):
+        return "python", decode_payload_reference
+    try:
+        from . import _payload
+    except ImportError as exc:  # pragma: no cover - depends on the build
+        warnings.warn(
+            f"cloudkernel's compiled payload decoder is not available ({exc}); "
+            "using the pure-Python one, which is much slower",
+            RuntimeWarning,
+            stacklevel=3,
+        )
+        return "python", decode_payload_reference
+    _payload.bind(Signal, PayloadError, QoS)
+    return "compiled", _payload.decode_payload
+
+
+#: "compiled" when :func:`decode_payload` uses ``cloudkernel.core._payload``
+#: (csrc/ck_payload.c), "python" when it uses :func:`decode_payload_reference`.
+PAYLOAD_IMPLEMENTATION, _decoder = _choose_decoder()
+
+
+def decode_payload(
+    body: bytes | bytearray | memoryview, qos: QoS, age_offset: float = 0.0
+) -> list[Signal]:
+    """The signals of a peer's payload (the body of a source frame).
+
+    Lifetimes and ages come back in seconds (the wire's milliseconds / 1000);
+    every signal gets ``qos``, its frame's class.  Uses the compiled decoder
+    when it is built (see :data:`PAYLOAD_IMPLEMENTATION`); both accept and
+    refuse the same payloads and give equal signals.
+
+    :param body: the payload; untrusted.
+    :param qos: the QoS class of the frame it came in.
+    :param age_offset: seconds added to every signal's age (a rebuilt frame's
+        wait for its repair frames).
+    :raises PayloadError: if the payload breaks any rule of PROTOCOL.md
+        section 3; no other exception, whatever ``body`` holds.
+    """
+    return _decoder(body, qos, age_offset)

@@ -1,0 +1,6 @@
+from typing import Any
+
+from _typeshed import ReadableBuffer as Buffer
+
+def bind(signal_type: type[Any], payload_error: type[Exception], qos_type: type[Any]) -> None: ...
+def decode_payload(body: Buffer, qos: Any, age_offset: float = 0.0) -> list[Any]: ...
