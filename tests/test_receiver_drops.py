@@ -227,3 +227,16 @@ def test_every_reason_is_counted_in_statistics(frame: bytes) -> None:
     assert drops["duplicate"] == 1 and drops["malformed"] == 1
     assert set(drops) >= {"bad-tag", "replay", "stale-epoch", "block-timeout", "evicted"}
     assert payload_signals([]) == []
+
+
+def test_without_a_node_id_no_frame_counts_as_our_own() -> None:
+    key = SwarmKey(SECRET)
+    body = bytes.fromhex("91 98 a1 74 cb 3f f8 00 00 00 00 00 00 cb 3f f0 00 00 00 00 00 00")
+    body += bytes.fromhex("c0 cd 03 e8 00 00 00")  # no half-life, ttl 1000 ms, age/source/seq 0
+    header = pack_header(
+        flags=make_flags(QoS.NORMAL), key_id=key.key_id, length=len(body), sender=0,
+        epoch=1, seq=0, block=0,
+    )  # fmt: skip
+    frame = header + key.seal(header, body, False)
+    r = Receiver(keyring(), ReceiverConfig())  # node_id 0: none
+    assert delivered(r.feed(frame, 0.0)) == 1

@@ -28,7 +28,7 @@ from __future__ import annotations
 
 import struct
 from collections import OrderedDict
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from ..errors import ConfigError, FECError, FrameError, PayloadError
 from ..fec import ErasureCode
@@ -195,7 +195,8 @@ class Receiver:
         self._pending: OrderedDict[tuple[int, int, int], _Block] = OrderedDict()
         self._pending_bytes = 0
         self._codes: dict[tuple[int, int], ErasureCode] = {}
-        self._node_id = self.config.node_id
+        # -1 matches no sender: with node_id 0 no frame is taken for our own.
+        self._node_id = self.config.node_id or -1
         self._max_sources = self.config.max_block_sources
         self._drops = dict.fromkeys((reason.value for reason in DropReason), 0)
         self._datagrams = 0
@@ -322,15 +323,15 @@ class Receiver:
             return
         qos = _QOS[(flags >> 2) & 3]
         try:
-            signals = decode_payload(body, qos)
+            if rebuilt is None:
+                signals = decode_payload(body, qos)
+            else:
+                # The frame never arrived: date it by its block's first
+                # arrival, off by at most the class's time budget (PROTOCOL.md 3).
+                signals = decode_payload(body, qos, now - rebuilt[4])
         except PayloadError as exc:
             self._drop(events, DropReason.BAD_PAYLOAD, sender, str(exc))
         else:
-            if rebuilt is not None:
-                # The frame never arrived: date it by its block's first
-                # arrival, off by at most the class's time budget (PROTOCOL.md 3).
-                extra = now - rebuilt[4]
-                signals = [replace(s, age=s.age + extra) for s in signals]
             state.signals += len(signals)
             events.append(SignalsReceived(sender, epoch, qos, signals, now, rebuilt is not None))
         if rebuilt is not None:
@@ -460,7 +461,12 @@ class Receiver:
         code = self._codes.get((k, block.m))
         if code is None:
             code = self._codes[(k, block.m)] = ErasureCode(k, block.m)
-        sources = code.decode(received)
+        try:
+            sources = code.decode(received)
+        except FECError as exc:  # pragma: no cover - the checks above rule it out
+            self._drop(events, DropReason.MALFORMED, sender, f"block {block_id}: {exc}")
+            self._retire(sender, state, block_id, events, None)
+            return
         first_at = block.first_at
         self._retire(sender, state, block_id, events, None)
         for index in range(k):
