@@ -104,4 +104,3 @@ def run_pipeline(
         drops={k: v for k, v in stats.drops.items() if v},
         measured_loss=link.lifetime_loss_rate if link is not None else 0.0,
     )
-
