@@ -316,3 +316,16 @@ def test_publish_refuses_a_signal_that_breaks_a_limit(signal: Signal, field: str
     with pytest.raises(SignalError, match=field):
         sender.publish(signal, 0.0)
     assert sender.poll(0.0) == []
+
+
+def test_a_block_takes_no_frame_after_its_time_budget() -> None:
+    sender = Sender(SENDER_ID, 1, keyring())
+    sender.publish(make_signal("t", 1.0, ttl=1.0), 0.0)
+    first = sender.poll(0.0)
+    sender.publish(make_signal("t", 2.0, ttl=1.0), 0.5)  # normal budget: 10 ms
+    later = sender.poll(0.5)
+    blocks = [(HEADER.unpack_from(f)[9], HEADER.unpack_from(f)[12], bool(f[3] & 2)) for f in later]
+    assert [b for b in blocks if b[2]] and all(b[0] == 0 for b in blocks if b[2])
+    (new_source,) = [b for b in blocks if not b[2]]
+    assert new_source[:2] == (1, 0)  # a new block, first position
+    assert len(first) == 1

@@ -239,11 +239,12 @@ class Sender:
 
     def poll(self, now: float) -> list[bytes]:
         """Seal queued signals, close blocks that are due; return the datagrams to send."""
+        # Close what is due first: a block takes no frames after its budget.
+        for qos in [q for q, b in self._blocks.items() if b.closes_at <= now]:
+            self._close(qos, now)
         for qos, builder in self._builders.items():
             if len(builder):
                 self._seal_source(qos, builder.build(), now)
-        for qos in [q for q, b in self._blocks.items() if b.closes_at <= now]:
-            self._close(qos, now)
         out, self._outbox = self._outbox, []
         return out
 
@@ -306,6 +307,9 @@ class Sender:
 
     def _seal_source(self, qos: QoS, payload: bytes, now: float) -> None:
         block = self._blocks.get(qos)
+        if block is not None and block.closes_at <= now:
+            self._close(qos, now)  # its budget ran out while signals queued
+            block = None
         if block is None:
             if self._seq > MAX_U32 - _SEQ_HEADROOM:
                 self._advance_epoch(now)
