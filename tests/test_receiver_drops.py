@@ -18,6 +18,7 @@ from cloudkernel.core.redundancy import RedundancyPolicy
 from cloudkernel.core.sender import ClassConfig, Sender, SenderConfig, default_classes
 from cloudkernel.core.signals import QoS, make_signal
 from cloudkernel.core.wire import HEADER, make_flags, pack_header
+from cloudkernel.errors import ConfigError
 
 
 def frames_from(sender: Sender, count: int, now: float = 0.0) -> list[bytes]:
@@ -180,7 +181,7 @@ def test_pending_blocks_per_sender_are_bounded() -> None:
 
 
 def test_pending_bytes_over_all_senders_are_bounded() -> None:
-    r = receiver(max_pending_bytes=65536, max_senders=64)
+    r = receiver(max_pending_bytes=65536, max_block_sources=32, max_senders=64)
     for node in range(1, 200):
         sender = Sender(node + 1000, 1, keyring(), sources_only_config())
         for i, f in enumerate(frames_from(sender, 12)):
@@ -240,3 +241,101 @@ def test_without_a_node_id_no_frame_counts_as_our_own() -> None:
     frame = header + key.seal(header, body, False)
     r = Receiver(keyring(), ReceiverConfig())  # node_id 0: none
     assert delivered(r.feed(frame, 0.0)) == 1
+
+
+def test_pending_bytes_must_hold_one_block() -> None:
+    with pytest.raises(ConfigError, match="cannot hold one block"):
+        ReceiverConfig(max_pending_bytes=65536)  # 128 x 1232 bytes do not fit
+
+
+def repair_policy(k: int, m: int) -> SenderConfig:
+    classes = default_classes()
+    classes[QoS.NORMAL] = ClassConfig(0.010, k, RedundancyPolicy(fixed_m=m, m_max=m))
+    return SenderConfig(classes=classes)
+
+
+def block_of(k: int, m: int, node: int = SENDER_ID) -> list[bytes]:
+    sender = Sender(node, 1, keyring(), repair_policy(k, m))
+    out: list[bytes] = []
+    for i in range(k):
+        sender.publish(make_signal(f"t/{i}", float(i), ttl=1.0), 0.0)
+        out.extend(sender.poll(0.0))
+    return out + sender.flush(0.0)
+
+
+def test_the_block_being_filled_is_evicted_last() -> None:
+    r = receiver(max_pending_bytes=65536, max_block_sources=32)
+    frames = block_of(4, 1)
+    for f in frames[1:4]:  # source 0 lost
+        r.feed(f, 0.0)
+    for node in range(2, 200):  # other senders' open blocks fill the budget
+        for f in block_of(4, 1, node=node)[1:3]:
+            r.feed(f, 0.0)
+    events = r.feed(frames[4], 0.0)  # the repair frame rebuilds source 0
+    assert [getattr(e, "recovered", None) for e in events] == [True]
+    assert r.statistics().pending_bytes <= 65536
+
+
+def test_a_second_frame_for_a_taken_position_is_not_delivered() -> None:
+    key = SwarmKey(SECRET)
+    frames = block_of(3, 1)
+    r = receiver()
+    r.feed(frames[0], 0.0)
+    fields = list(HEADER.unpack_from(frames[0]))
+    fields[8] += 100  # a new sequence number, the same block and position
+    body = key.open(frames[0], False)
+    assert body is not None
+    header = HEADER.pack(*fields)
+    events = r.feed(header + key.seal(header, body, False), 0.0)
+    assert reasons(events) == ["duplicate"] and delivered(events) == 0
+
+
+def test_a_source_beyond_k_is_not_delivered() -> None:
+    key = SwarmKey(SECRET)
+    frames = block_of(3, 1)
+    r = receiver()
+    r.feed(frames[3], 0.0)  # the repair frame: k = 3
+    fields = list(HEADER.unpack_from(frames[0]))
+    fields[8], fields[12] = 50, 5  # position 5 of a block of 3
+    body = key.open(frames[0], False)
+    assert body is not None
+    header = HEADER.pack(*fields)
+    events = r.feed(header + key.seal(header, body, False), 0.0)
+    assert reasons(events) == ["malformed"] and delivered(events) == 0
+
+
+def test_repair_frames_after_a_timeout_count_the_trailing_losses() -> None:
+    frames = block_of(4, 2)
+    r = receiver(block_timeout=0.5)
+    for f in frames[:2]:  # sources 2 and 3 lost; k unknown until a repair arrives
+        r.feed(f, 0.0)
+    assert r.poll(0.6) == []  # nothing known lost yet
+    events = r.feed(frames[4], 0.7)
+    assert [(e.reason, e.count) for e in events if isinstance(e, PacketDropped)] == [
+        ("block-timeout", 1),
+        ("block-timeout", 2),
+    ]
+    assert reasons(r.feed(frames[5], 0.7)) == ["block-timeout"]
+
+
+def test_a_rebuilt_frame_older_than_the_replay_window_is_delivered() -> None:
+    classes = default_classes()
+    classes[QoS.BULK] = ClassConfig(1.0, 4, RedundancyPolicy(fixed_m=1, m_max=1))
+    sender = Sender(SENDER_ID, 1, keyring(), SenderConfig(classes=classes))
+    r = receiver()
+    sender.publish(make_signal("bulk/0", 0.0, ttl=1.0, qos=QoS.BULK), 0.0)
+    lost = sender.poll(0.0)  # bulk source 0: lost
+    assert len(lost) == 1
+    for i in range(1100):  # more critical frames than the replay window holds
+        sender.publish(make_signal("c", float(i), ttl=1.0, qos=QoS.CRITICAL), 0.0)
+        for f in sender.poll(0.0):
+            r.feed(f, 0.0)
+    events = []
+    for i in range(1, 4):  # one frame each; the fourth closes the block
+        sender.publish(make_signal(f"bulk/{i}", float(i), ttl=1.0, qos=QoS.BULK), 0.0)
+        for f in sender.poll(0.0):
+            events += r.feed(f, 0.0)
+    rebuilt = [
+        s.topic for e in events if isinstance(e, SignalsReceived) and e.recovered for s in e.signals
+    ]
+    assert rebuilt == ["bulk/0"]

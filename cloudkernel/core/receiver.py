@@ -26,6 +26,7 @@ The receiver is pure: fed datagrams and ``now``, it returns events.
 
 from __future__ import annotations
 
+import itertools
 import struct
 from collections import OrderedDict
 from dataclasses import dataclass
@@ -53,6 +54,7 @@ __all__ = ["Receiver", "ReceiverConfig", "ReceiverStatistics", "SenderStatistics
 _U16 = struct.Struct(">H")
 _QOS = (QoS.CRITICAL, QoS.NORMAL, QoS.BULK, QoS.BULK)  # 3 never passes check_header
 _DONE_BLOCKS = 256
+_MAX_CODES = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -92,6 +94,14 @@ class ReceiverConfig:
         for ok, name, allowed in checks:
             if not ok:
                 raise ConfigError(f"{name} must be {allowed}, got {getattr(self, name)!r}")
+        if self.max_pending_bytes < self.max_block_sources * self.max_datagram:
+            # Less could not hold one full block: it would be evicted before
+            # its repair frames arrive.
+            raise ConfigError(
+                f"max_pending_bytes {self.max_pending_bytes} cannot hold one block of "
+                f"max_block_sources {self.max_block_sources} x max_datagram "
+                f"{self.max_datagram} bytes"
+            )
 
 
 @dataclass(frozen=True, slots=True)
@@ -145,7 +155,6 @@ class _SenderState:
     __slots__ = (
         "blocks",
         "done",
-        "done_order",
         "epoch",
         "frames",
         "last_heard",
@@ -160,21 +169,33 @@ class _SenderState:
         self.window = ReplayWindow(config.replay_window)
         self.loss = LossTracker()
         self.blocks: dict[int, _Block] = {}
-        #: recently finished block ids: late repair frames for them are unneeded
-        self.done: set[int] = set()
-        self.done_order: list[int] = []
+        #: recently finished blocks, oldest first: what became of them, so that
+        #: late frames are judged and counted right
+        self.done: dict[int, _Done] = {}
         self.frames = 0
         self.recovered = 0
         self.signals = 0
         self.last_heard = 0.0
 
-    def finish(self, block_id: int) -> None:
-        self.done.add(block_id)
-        self.done_order.append(block_id)
-        if len(self.done_order) > 2 * _DONE_BLOCKS:
-            for old in self.done_order[:_DONE_BLOCKS]:
-                self.done.discard(old)
-            del self.done_order[:_DONE_BLOCKS]
+    def finish(self, block_id: int, record: _Done) -> None:
+        done = self.done
+        done[block_id] = record
+        if len(done) > 2 * _DONE_BLOCKS:
+            for old in list(itertools.islice(done, _DONE_BLOCKS)):
+                del done[old]
+
+
+class _Done:
+    """A finished block: k if known, source frames delivered and counted lost."""
+
+    __slots__ = ("delivered", "k", "lost", "reason", "whole")
+
+    def __init__(self, k: int, delivered: int, lost: int, reason: DropReason | None) -> None:
+        self.k = k
+        self.delivered = delivered
+        self.lost = lost
+        self.reason = reason
+        self.whole = bool(k) and delivered >= k
 
 
 class Receiver:
@@ -308,11 +329,14 @@ class Receiver:
             self._senders.move_to_end(sender)
         window = state.window
         verdict = window.check(seq)
-        if verdict is not Verdict.NEW:
+        if verdict is not Verdict.NEW and not (rebuilt is not None and verdict is Verdict.TOO_OLD):
+            # A rebuilt frame may be older than the window when its block took
+            # long to complete; its block knows it was never delivered.
             reason = DropReason.DUPLICATE if verdict is Verdict.DUPLICATE else DropReason.REPLAY
             self._drop(events, reason, sender)
             return
-        window.accept(seq)
+        if verdict is Verdict.NEW:
+            window.accept(seq)
         state.last_heard = now
         if rebuilt is None:
             state.loss.arrived(seq)
@@ -321,6 +345,22 @@ class Receiver:
         if flags & FLAG_REPAIR:
             self._take_repair(state, sender, block_id, k, m, index, body, now, events)
             return
+        block = None
+        if rebuilt is None:
+            # Frames a sender never makes: a second frame for a position of the
+            # block, or a position beyond its k.  Checked before delivery.
+            block = state.blocks.get(block_id)
+            if block is not None:
+                known_k = block.k
+                if index in block.delivered:
+                    self._drop(events, DropReason.DUPLICATE, sender, "block position taken")
+                    return
+            else:
+                done = state.done.get(block_id)
+                known_k = done.k if done is not None else 0
+            if known_k and index >= known_k:
+                self._drop(events, DropReason.MALFORMED, sender, "source index beyond k")
+                return
         qos = _QOS[(flags >> 2) & 3]
         try:
             if rebuilt is None:
@@ -337,17 +377,12 @@ class Receiver:
         if rebuilt is not None:
             return
         # Keep the frame in its block: it may be needed to rebuild a lost one.
-        block = state.blocks.get(block_id)
         if block is None:
             block = self._block(state, sender, block_id, now, events)
             if block is None:
-                return
-        if block.k and index >= block.k:
-            self._drop(events, DropReason.MALFORMED, sender, "source index beyond k")
-            return
+                return  # the block is finished: nothing left to rebuild
         block.delivered.add(index)
-        self._hold(block, index, frame, events)
-        if block.k:
+        if self._hold(state, block_id, block, index, frame, events) and block.k:
             self._progress(state, sender, block_id, block, now, events)
 
     def _new_epoch(
@@ -386,16 +421,32 @@ class Receiver:
         self._pending[(sender, state.epoch, block_id)] = block
         return block
 
-    def _hold(self, block: _Block, index: int, data: bytes, events: list[Event]) -> None:
+    def _hold(
+        self,
+        state: _SenderState,
+        block_id: int,
+        block: _Block,
+        index: int,
+        data: bytes,
+        events: list[Event],
+    ) -> bool:
+        """Keep a frame in its block; False if the block had to go to stay in bounds."""
         block.frames[index] = data
         block.nbytes += len(data)
         self._pending_bytes += len(data)
-        while self._pending_bytes > self.config.max_pending_bytes and self._pending:
-            (sender, _epoch, block_id), oldest = next(iter(self._pending.items()))
-            state = self._senders[sender]
-            self._retire(sender, state, block_id, events, DropReason.EVICTED)
-            if oldest is block:
-                break
+        if self._pending_bytes > self.config.max_pending_bytes:
+            self._make_room(block, events)
+        return state.blocks.get(block_id) is block
+
+    def _make_room(self, keep: _Block, events: list[Event]) -> None:
+        """Evict the oldest pending blocks, ``keep`` last, until within max_pending_bytes."""
+        limit = self.config.max_pending_bytes
+        while self._pending_bytes > limit and self._pending:
+            oldest = list(itertools.islice(self._pending.items(), 2))
+            (sender, _epoch, block_id), block = oldest[0]
+            if block is keep and len(oldest) > 1:
+                (sender, _epoch, block_id), block = oldest[1]
+            self._retire(sender, self._senders[sender], block_id, events, DropReason.EVICTED)
 
     def _take_repair(
         self,
@@ -411,7 +462,10 @@ class Receiver:
     ) -> None:
         block = self._block(state, sender, block_id, now, events)
         if block is None:
-            self._drop(events, DropReason.REPAIR_UNNEEDED, sender)
+            self._late_repair(state, sender, block_id, k, events)
+            return
+        if index in block.frames:
+            self._drop(events, DropReason.DUPLICATE, sender, "block position taken")
             return
         if block.k == 0:
             if any(i >= k for i in block.delivered) or len(body) < 2 + FRAME_OVERHEAD:
@@ -425,8 +479,27 @@ class Receiver:
             self._drop(events, DropReason.REPAIR_UNNEEDED, sender)
             self._retire(sender, state, block_id, events, None)
             return
-        self._hold(block, index, body, events)
-        self._progress(state, sender, block_id, block, now, events)
+        if self._hold(state, block_id, block, index, body, events):
+            self._progress(state, sender, block_id, block, now, events)
+
+    def _late_repair(
+        self, state: _SenderState, sender: int, block_id: int, k: int, events: list[Event]
+    ) -> None:
+        """A repair frame for a finished block: unneeded, or too late to help."""
+        done = state.done[block_id]
+        if done.whole:
+            self._drop(events, DropReason.REPAIR_UNNEEDED, sender)
+            return
+        reason = done.reason or DropReason.BLOCK_TIMEOUT
+        self._drop(events, reason, sender, f"block {block_id}: repair after the block ended")
+        if not done.k:
+            # Now k is known: the source frames lost after the last one seen
+            # can be counted too.
+            done.k = k
+            extra = k - done.delivered - done.lost
+            if extra > 0:
+                done.lost += extra
+                self._drop(events, reason, sender, f"block {block_id}", extra)
 
     def _progress(
         self,
@@ -460,6 +533,8 @@ class Receiver:
                 received[index] = data
         code = self._codes.get((k, block.m))
         if code is None:
+            if len(self._codes) >= _MAX_CODES:
+                self._codes.clear()  # a peer cycling through shapes; honest ones use few
             code = self._codes[(k, block.m)] = ErasureCode(k, block.m)
         try:
             sources = code.decode(received)
@@ -468,10 +543,10 @@ class Receiver:
             self._retire(sender, state, block_id, events, None)
             return
         first_at = block.first_at
+        lost = [index for index in range(k) if index not in block.delivered]
+        block.delivered.update(lost)  # the block is whole from here on
         self._retire(sender, state, block_id, events, None)
-        for index in range(k):
-            if index in block.delivered:
-                continue
+        for index in lost:
             symbol = sources[index]
             (size,) = _U16.unpack_from(symbol)
             if not FRAME_OVERHEAD <= size <= length - 2:
@@ -496,17 +571,18 @@ class Receiver:
             return
         del self._pending[(sender, state.epoch, block_id)]
         self._pending_bytes -= block.nbytes
-        state.finish(block_id)
-        if reason is None:
-            return
-        if block.k:
-            missing = block.k - len(block.delivered)
-        else:
-            # k unknown: only gaps below the highest source index are known lost.
-            top = max(block.delivered, default=-1)
-            missing = top + 1 - len(block.delivered)
-        if missing > 0:
-            self._drop(events, reason, sender, f"block {block_id}", missing)
+        delivered = len(block.delivered)
+        missing = 0
+        if reason is not None:
+            if block.k:
+                missing = block.k - delivered
+            else:
+                # k unknown: only gaps below the highest source index are known
+                # lost; a late repair frame can tell the rest (_late_repair).
+                missing = max(block.delivered, default=-1) + 1 - delivered
+            if missing > 0:
+                self._drop(events, reason, sender, f"block {block_id}", missing)
+        state.finish(block_id, _Done(block.k, delivered, max(missing, 0), reason))
 
     def _expire(self, now: float, events: list[Event]) -> None:
         while self._pending:

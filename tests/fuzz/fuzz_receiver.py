@@ -42,6 +42,7 @@ CONFIG = ReceiverConfig(
     node_id=99,
     max_pending_blocks=16,
     max_pending_bytes=64 * 1024,
+    max_block_sources=32,
     max_senders=32,
     block_timeout=0.05,
 )

@@ -868,7 +868,8 @@ def make_crafted() -> list[Json]:
     ]  # fmt: skip
     out = []
     for name, text, node, seq, payload in cases:
-        fields = _fields(spec_flags(1), spec_key_id(SECRETS["A"]), len(payload), node, 9, seq, 0)
+        # each its own block (block id = sequence), as a sender of single frames makes
+        fields = _fields(spec_flags(1), spec_key_id(SECRETS["A"]), len(payload), node, 9, seq, seq)
         frame = spec_seal(SECRETS["A"], spec_header(fields), payload, False)
         out.append(
             {
