@@ -15,10 +15,10 @@ which one is in use.  ``CLOUDKERNEL_GF_KERNEL`` forces a SIMD kernel.
 
 from __future__ import annotations
 
-import os
 import warnings
 from typing import TYPE_CHECKING
 
+from ._impl import pure_python_forced
 from .errors import FECError
 
 __all__ = [
@@ -36,7 +36,7 @@ IMPLEMENTATION: str
 
 def _load() -> tuple[str, object]:
     """Import the compiled codecs, or the reference when forced or missing."""
-    if os.environ.get("CLOUDKERNEL_PUREPYTHON", "") not in ("", "0"):
+    if pure_python_forced():
         from .core import _fec_ref
 
         return "python", _fec_ref

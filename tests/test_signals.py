@@ -41,6 +41,7 @@ from cloudkernel.core.signals import (
     PayloadBuilder,
     QoS,
     Signal,
+    check_signal,
     decode_payload,
     decode_payload_reference,
     encode_signal,
@@ -998,17 +999,7 @@ def mutate(rng: random.Random, body: bytes) -> bytes:
 def check_valid(signal: Signal) -> None:
     """A decoded signal keeps every limit: make_signal agrees field by field."""
     assert type(signal) is Signal
-    again = make_signal(
-        signal.topic,
-        signal.value,
-        confidence=signal.confidence,
-        half_life=signal.half_life,
-        ttl=signal.ttl,
-        qos=signal.qos,
-        source=signal.source,
-        seq=signal.seq,
-        age=signal.age,
-    )
+    again = check_signal(signal)
     assert same(again, signal)
     for seconds in (signal.half_life, signal.ttl, signal.age):
         if seconds is not None:  # whole milliseconds

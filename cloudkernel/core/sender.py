@@ -35,8 +35,8 @@ from .signals import (
     PayloadBuilder,
     QoS,
     Signal,
+    check_signal,
     encode_signal,
-    make_signal,
 )
 from .wire import (
     DEFAULT_MAX_DATAGRAM,
@@ -203,17 +203,7 @@ class Sender:
             raise SignalError(f"publish takes a Signal, got {type(signal).__name__}")
         # Signal's constructor checks nothing: check every limit here, so that
         # a bad signal is our caller's clear error and never a peer's drop.
-        signal = make_signal(
-            signal.topic,
-            signal.value,
-            confidence=signal.confidence,
-            half_life=signal.half_life,
-            ttl=signal.ttl,
-            qos=signal.qos,
-            source=signal.source,
-            seq=signal.seq,
-            age=signal.age,
-        )
+        signal = check_signal(signal)
         if signal.source == 0:
             source, seq = self.node_id, self.next_signal_seq()
         else:

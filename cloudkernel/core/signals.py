@@ -31,7 +31,6 @@ from __future__ import annotations
 
 import enum
 import math
-import os
 import re
 import reprlib
 import warnings
@@ -42,6 +41,7 @@ from typing import Any, Literal, TypeAlias
 # msgpack ships no type hints: what it returns is Any, annotated where it leaves.
 import msgpack  # type: ignore[import-untyped]
 
+from .._impl import pure_python_forced
 from ..errors import PayloadError, SignalError
 
 __all__ = [
@@ -59,6 +59,7 @@ __all__ = [
     "QoS",
     "Signal",
     "Value",
+    "check_signal",
     "decode_payload",
     "encode_signal",
     "make_signal",
@@ -386,6 +387,26 @@ def make_signal(
 _packb = msgpack.packb
 
 
+def check_signal(signal: Signal) -> Signal:
+    """``signal`` checked against every limit, normalised as :func:`make_signal` does.
+
+    For signals built with the plain constructor, which checks nothing.
+
+    :raises SignalError: naming the first field that breaks a limit.
+    """
+    return make_signal(
+        signal.topic,
+        signal.value,
+        confidence=signal.confidence,
+        half_life=signal.half_life,
+        ttl=signal.ttl,
+        qos=signal.qos,
+        source=signal.source,
+        seq=signal.seq,
+        age=signal.age,
+    )
+
+
 def encode_signal(
     signal: Signal, age_ms: int, *, source: int | None = None, seq: int | None = None
 ) -> bytes:
@@ -703,7 +724,7 @@ _Decoder = Callable[[bytes | bytearray | memoryview, QoS, float], list[Signal]]
 
 
 def _choose_decoder() -> tuple[str, _Decoder]:
-    if os.environ.get("CLOUDKERNEL_PUREPYTHON", "") not in ("", "0"):
+    if pure_python_forced():
         return "python", decode_payload_reference
     try:
         from . import _payload

@@ -34,7 +34,7 @@ from cloudkernel.core.events import Event, SignalsReceived
 from cloudkernel.core.receiver import Receiver, ReceiverConfig
 from cloudkernel.core.redundancy import RedundancyPolicy
 from cloudkernel.core.sender import ClassConfig, Sender, SenderConfig, default_classes
-from cloudkernel.core.signals import QoS, make_signal
+from cloudkernel.core.signals import QoS, check_signal, make_signal
 from cloudkernel.core.wire import HEADER, HEADER_BYTES, TAG_BYTES
 
 SECRET = bytes(range(1, 33))
@@ -124,10 +124,7 @@ def mutate(rng: random.Random, data: bytes) -> bytes:
 def check_event(event: Event) -> None:
     if isinstance(event, SignalsReceived):
         for s in event.signals:
-            make_signal(
-                s.topic, s.value, confidence=s.confidence, half_life=s.half_life, ttl=s.ttl,
-                qos=s.qos, source=s.source, seq=s.seq, age=s.age,
-            )  # fmt: skip
+            check_signal(s)
 
 
 def run(runs: int, seed: int, report_every: int = 0) -> dict[str, int]:
