@@ -318,7 +318,10 @@ def test_repair_frames_after_a_timeout_count_the_trailing_losses() -> None:
     assert reasons(r.feed(frames[5], 0.7)) == ["block-timeout"]
 
 
-def test_a_rebuilt_frame_older_than_the_replay_window_is_delivered() -> None:
+def test_a_block_interleaved_with_much_other_traffic_is_still_rebuilt() -> None:
+    # 1100 critical frames pass while a bulk block is open: more than the
+    # replay window.  The sender closes the bulk block within MAX_BLOCK_SPAN
+    # sequence numbers, so its lost frame is rebuilt inside the window.
     classes = default_classes()
     classes[QoS.BULK] = ClassConfig(1.0, 4, RedundancyPolicy(fixed_m=1, m_max=1))
     sender = Sender(SENDER_ID, 1, keyring(), SenderConfig(classes=classes))
@@ -326,16 +329,32 @@ def test_a_rebuilt_frame_older_than_the_replay_window_is_delivered() -> None:
     sender.publish(make_signal("bulk/0", 0.0, ttl=1.0, qos=QoS.BULK), 0.0)
     lost = sender.poll(0.0)  # bulk source 0: lost
     assert len(lost) == 1
-    for i in range(1100):  # more critical frames than the replay window holds
-        sender.publish(make_signal("c", float(i), ttl=1.0, qos=QoS.CRITICAL), 0.0)
-        for f in sender.poll(0.0):
-            r.feed(f, 0.0)
     events = []
-    for i in range(1, 4):  # one frame each; the fourth closes the block
-        sender.publish(make_signal(f"bulk/{i}", float(i), ttl=1.0, qos=QoS.BULK), 0.0)
+    for i in range(1100):
+        sender.publish(make_signal("c", float(i), ttl=1.0, qos=QoS.CRITICAL), 0.0)
         for f in sender.poll(0.0):
             events += r.feed(f, 0.0)
     rebuilt = [
         s.topic for e in events if isinstance(e, SignalsReceived) and e.recovered for s in e.signals
     ]
     assert rebuilt == ["bulk/0"]
+    assert r.statistics().drops["replay"] == 0
+
+
+def test_a_replayed_repair_frame_cannot_deliver_again() -> None:
+    # Block 0 (k=1, m=1): the source arrives, the repair is recorded by an
+    # attacker; after 1100 more frames the receiver has forgotten block 0.
+    classes = default_classes()
+    classes[QoS.NORMAL] = ClassConfig(0.010, 1, RedundancyPolicy(fixed_m=1, m_max=1))
+    sender = Sender(SENDER_ID, 1, keyring(), SenderConfig(classes=classes))
+    r = receiver()
+    sender.publish(make_signal("once", 1.0, ttl=1.0), 0.0)
+    source, recorded = sender.poll(0.0)
+    assert delivered(r.feed(source, 0.0)) == 1
+    for i in range(1100):
+        sender.publish(make_signal("later", float(i), ttl=1.0), 0.0)
+        for f in sender.poll(0.0):
+            r.feed(f, 0.0)
+    events = r.feed(recorded, 1.0)
+    assert delivered(events) == 0
+    assert reasons(events) in (["replay"], ["repair-unneeded"])

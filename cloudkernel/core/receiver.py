@@ -89,7 +89,8 @@ class ReceiverConfig:
             (1 <= self.max_pending_blocks <= 65536, "max_pending_blocks", "1..65536"),
             (65536 <= self.max_pending_bytes <= 1 << 34, "max_pending_bytes", "64 KiB..16 GiB"),
             (1 <= self.max_senders <= 1 << 20, "max_senders", "1..1048576"),
-            (64 <= self.replay_window <= 1 << 16, "replay_window", "64..65536"),
+            # At least the 1024 that every block of a sender fits in (section 2).
+            (1024 <= self.replay_window <= 1 << 16, "replay_window", "1024..65536"),
         ]
         for ok, name, allowed in checks:
             if not ok:
@@ -329,14 +330,13 @@ class Receiver:
             self._senders.move_to_end(sender)
         window = state.window
         verdict = window.check(seq)
-        if verdict is not Verdict.NEW and not (rebuilt is not None and verdict is Verdict.TOO_OLD):
-            # A rebuilt frame may be older than the window when its block took
-            # long to complete; its block knows it was never delivered.
+        if verdict is not Verdict.NEW:
+            # Rebuilt frames too: a sender keeps each block within 256
+            # sequence numbers of the window's 1024 (PROTOCOL.md section 2).
             reason = DropReason.DUPLICATE if verdict is Verdict.DUPLICATE else DropReason.REPLAY
             self._drop(events, reason, sender)
             return
-        if verdict is Verdict.NEW:
-            window.accept(seq)
+        window.accept(seq)
         state.last_heard = now
         if rebuilt is None:
             state.loss.arrived(seq)

@@ -55,6 +55,8 @@ _MAX_BLOCK_SOURCES = 128
 #: than the open blocks of the other classes can still use: no block spans
 #: two epochs.
 _SEQ_HEADROOM = 4096
+#: Sequence numbers a block may span before it must close (PROTOCOL.md section 2).
+MAX_BLOCK_SPAN = 128
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,10 +138,11 @@ class SenderStatistics:
 
 
 class _Block:
-    __slots__ = ("block_id", "closes_at", "frames", "qos")
+    __slots__ = ("block_id", "closes_at", "first_seq", "frames", "qos")
 
-    def __init__(self, block_id: int, qos: QoS, closes_at: float) -> None:
+    def __init__(self, block_id: int, qos: QoS, closes_at: float, first_seq: int) -> None:
         self.block_id = block_id
+        self.first_seq = first_seq
         self.qos = qos
         self.closes_at = closes_at
         self.frames: list[bytes] = []
@@ -303,7 +306,7 @@ class Sender:
         if block is None:
             if self._seq > MAX_U32 - _SEQ_HEADROOM:
                 self._advance_epoch(now)
-            block = _Block(self._next_block, qos, now + self.config.classes[qos].budget)
+            block = _Block(self._next_block, qos, now + self.config.classes[qos].budget, self._seq)
             self._next_block = (self._next_block + 1) & MAX_U32
             self._blocks[qos] = block
         frame = self._frame(qos, payload, block=block.block_id, k=0, m=0, index=len(block.frames))
@@ -311,6 +314,15 @@ class Sender:
         self._stats["source"] += 1
         if len(block.frames) >= self.config.classes[qos].k_max:
             self._close(qos, now)
+        # Every block closes within MAX_BLOCK_SPAN sequence numbers of its
+        # first frame, whatever the other classes send meanwhile, so that its
+        # last repair frame lies within 1024 of its first source frame: a
+        # receiver's replay window still holds every frame it may rebuild.
+        for other in [
+            q for q, b in self._blocks.items() if self._seq - b.first_seq > MAX_BLOCK_SPAN
+        ]:
+            if other in self._blocks:
+                self._close(other, now)
 
     def _close(self, qos: QoS, now: float) -> None:
         block = self._blocks.pop(qos)
