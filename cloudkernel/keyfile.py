@@ -87,6 +87,17 @@ def write_key_file(path: StrPath, secret: bytes, *, overwrite: bool = False) -> 
             raise KeyFileError(f"cannot write key file {name}: {_reason(exc)}") from None
         _sync_dir(name)
         return
+    # Replace only a regular file, and keep its owner: a key file belongs to
+    # the daemon's user even when root writes it.
+    try:
+        old = os.lstat(name)
+    except FileNotFoundError:
+        old = None
+    except OSError as exc:
+        raise KeyFileError(f"cannot write key file {name}: {_reason(exc)}") from None
+    if old is not None and not stat.S_ISREG(old.st_mode):
+        kind = "a symbolic link" if stat.S_ISLNK(old.st_mode) else _file_kind(old.st_mode)
+        raise KeyFileError(f"{name} is {kind}, not a key file; refusing to replace it")
     directory, base = os.path.split(name)
     while True:
         temp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
@@ -98,6 +109,8 @@ def write_key_file(path: StrPath, secret: bytes, *, overwrite: bool = False) -> 
             raise KeyFileError(f"cannot write key file {name}: {_reason(exc)}") from None
         break
     try:
+        if old is not None and (old.st_uid, old.st_gid) != (os.geteuid(), os.getegid()):
+            os.chown(temp, old.st_uid, old.st_gid)
         os.replace(temp, name)
     except OSError as exc:
         with contextlib.suppress(OSError):
@@ -194,13 +207,14 @@ def _parse(name: str, data: bytes) -> bytes:
     is_hex = bool(text) and all(c in _HEX_CHARS for c in text)
     # 32 random bytes are all hex digits once in ~1e34 keys; 32 hex digits are
     # a half-length key in hex (or a cut-off one), so that is refused.
-    if len(data) == KEY_BYTES and not is_hex:
+    # Blank or whitespace-only "raw" keys are a damaged file, not a key.
+    if len(data) == KEY_BYTES and not is_hex and text:
         return data
     if _HEX_KEY.fullmatch(text):
         return bytes.fromhex(text.decode("ascii"))
     expected = f"expected {KEY_BYTES} raw bytes or {_HEX_DIGITS} hex digits"
-    if not data:
-        found = "is empty"
+    if not text:
+        found = "is empty" if not data else "holds only whitespace"
     elif len(data) > _MAX_READ:
         found = f"holds more than {_MAX_READ} bytes"
     elif len(text) == _HEX_DIGITS and text.isascii():

@@ -133,7 +133,7 @@ def test_overwrite_may_create(tmp_path: Path) -> None:
 def test_overwrite_of_a_directory_fails_cleanly(tmp_path: Path) -> None:
     path = tmp_path / "swarm.key"
     path.mkdir()
-    with pytest.raises(KeyFileError, match="cannot write key file"):
+    with pytest.raises(KeyFileError, match="is a directory, not a key file"):
         write_key_file(path, SECRET, overwrite=True)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["swarm.key"]
 
@@ -209,7 +209,7 @@ def test_modes_open_to_others_refused(tmp_path: Path, mode: int) -> None:
     ("content", "found"),
     [
         (b"", "is empty"),
-        (b"\n", "holds 1 bytes"),
+        (b"\n", "holds only whitespace"),
         (SECRET[:31], "holds 31 bytes"),
         (SECRET + b"\n", "holds 33 bytes"),
         (SECRET * 2, "holds 64 bytes"),
@@ -263,3 +263,27 @@ def test_unreadable_file_refused(tmp_path: Path) -> None:
         refused(path, "cannot open key file", "Permission denied")
     finally:
         path.chmod(0o600)
+
+
+def test_overwrite_refuses_what_is_not_a_regular_file(tmp_path: Path) -> None:
+    fifo = tmp_path / "fifo"
+    os.mkfifo(fifo, 0o600)
+    link = tmp_path / "link"
+    link.symlink_to(put(tmp_path / "target", SECRET))
+    for path, kind in ((fifo, "a named pipe"), (link, "a symbolic link")):
+        with pytest.raises(KeyFileError, match=f"is {kind}, not a key file"):
+            write_key_file(path, SECRET, overwrite=True)
+    assert stat.S_ISFIFO(os.lstat(fifo).st_mode) and link.is_symlink()
+
+
+@pytest.mark.skipif(not IS_ROOT, reason="only root can give a file to another user")
+def test_overwrite_keeps_the_owner(tmp_path: Path) -> None:
+    path = put(tmp_path / "swarm.key", SECRET)
+    os.chown(path, 65534, 65534)
+    write_key_file(path, bytes(range(32)), overwrite=True)
+    st = os.stat(path)
+    assert (st.st_uid, st.st_gid, st.st_mode & 0o777) == (65534, 65534, 0o600)
+
+
+def test_whitespace_is_not_a_raw_key(tmp_path: Path) -> None:
+    refused(put(tmp_path / "swarm.key", b"\n" * 32), "holds only whitespace")
