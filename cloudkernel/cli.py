@@ -8,6 +8,7 @@ simulated lossy link; and ``keygen``, which writes a swarm key file.
 
 from __future__ import annotations
 
+import math
 import random
 import time
 
@@ -53,6 +54,8 @@ def demo(k: int, m: int, size: int, loss: float, blocks: int, seed: int, signals
         raise click.BadParameter(str(exc)) from None
     if not 1 <= size <= 65536:
         raise click.BadParameter(f"--size must be 1..65536, got {size}")
+    if not math.isfinite(loss):
+        raise click.BadParameter(f"--loss must be a number in 0..1, got {loss}")
     rng = random.Random(seed)
     click.echo(f"cloudkernel {__version__}: FEC {fec.IMPLEMENTATION}, kernel {fec.kernel()}")
     click.echo(

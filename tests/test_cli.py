@@ -54,6 +54,7 @@ def test_demo_with_total_loss_reports_every_block_lost() -> None:
         (["-k", "200", "-m", "100"], "got 100"),
         (["--size", "0"], "--size must be 1..65536, got 0"),
         (["--loss", "1.5"], "1.5"),
+        (["--loss", "nan"], "--loss must be a number in 0..1, got nan"),
         (["--blocks", "0"], "0"),
         (["-k", "ten"], "ten"),
     ],
