@@ -806,3 +806,40 @@ def test_decode_reentered_from_a_finalizer() -> None:
         gc.set_threshold(*threshold)
         gc.collect()
     assert _Reenter.calls and all(n == 300 for n in _Reenter.calls)
+
+
+def test_the_collector_never_sees_a_half_built_result() -> None:
+    # Building the signals allocates and so may run the collector; its
+    # callbacks must not find the result list (its items still empty, and
+    # reading one would crash) or a Signal with empty slots.  With gc's
+    # threshold at 1 the collector runs at nearly every allocation.
+    builder = PayloadBuilder(100_000)
+    for i in range(200):
+        builder.add(encode_signal(make_signal(f"t{i}", (1.0,) * 16, ttl=1.0), 0))
+    payload = builder.build()
+    lists_seen = 0
+    broken: list[str] = []
+
+    def look(phase: str, info: dict[str, int]) -> None:
+        nonlocal lists_seen
+        if phase != "start":
+            return
+        for obj in gc.get_objects(generation=0):
+            if type(obj) is list and len(obj) == 200:
+                lists_seen += 1  # never touch its items: they may be NULL
+            elif type(obj) is Signal:
+                try:
+                    assert obj.ttl == 1.0 and obj.topic.startswith("t")
+                except (AttributeError, AssertionError) as exc:
+                    broken.append(repr(exc))
+
+    threshold = gc.get_threshold()
+    gc.set_threshold(1)
+    gc.callbacks.append(look)
+    try:
+        decoded = compiled(payload, QoS.NORMAL)
+    finally:
+        gc.callbacks.remove(look)
+        gc.set_threshold(*threshold)
+    assert lists_seen == 0 and broken == []
+    assert len(decoded) == 200 and gc.is_tracked(decoded) and gc.is_tracked(decoded[0])

@@ -55,6 +55,8 @@ cdef extern from "Python.h":
     ctypedef struct PyMemberDescrObject:
         PyMemberDef *d_member
     object PyType_GenericAlloc(PyTypeObject *type, Py_ssize_t nitems)
+    void PyObject_GC_Track(object op)
+    void PyObject_GC_UnTrack(object op)
     object PyMemoryView_GetContiguous(object obj, int buffertype, char order)
     enum:
         PyBUF_READ
@@ -216,10 +218,16 @@ def decode_payload(body, qos, double age_offset=0.0):
                 f"{ck_payload_error_str(status).decode()} (signal {count}, byte {where})"
             )
         signals = PyList_New(<Py_ssize_t> count)
+        # The list holds NULLs and each Signal empty slots until filled, and
+        # filling allocates (tuples, Signals) and so may run the garbage
+        # collector, whose callbacks and finalizers must not reach either:
+        # both stay untracked until complete.  Deallocation copes with both.
+        PyObject_GC_UnTrack(signals)
         confidence = half_life = ttl = age = source = None
         for i in range(count):
             r = &records[i]
             signal = PyType_GenericAlloc(<PyTypeObject *> _signal_type, 0)
+            PyObject_GC_UnTrack(signal)
             _put(signal, _off_topic, _topic(data + r.topic_offset, r.topic_length))
             if r.kind == CK_VALUE_FLOAT:
                 value = PyFloat_FromDouble(r.number)
@@ -261,7 +269,9 @@ def decode_payload(body, qos, double age_offset=0.0):
                 age = PyFloat_FromDouble(<double> r.age_ms / 1000.0 + age_offset)
             _put(signal, _off_age, age)
             Py_INCREF(signal)
+            PyObject_GC_Track(signal)
             PyList_SET_ITEM(signals, <Py_ssize_t> i, signal)
+        PyObject_GC_Track(signals)
         return signals
     finally:
         if owner:
