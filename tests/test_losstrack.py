@@ -284,3 +284,16 @@ def test_flush_on_a_fresh_tracker_does_nothing() -> None:
 def test_bad_config(kwargs: dict[str, float], name: str) -> None:
     with pytest.raises(ConfigError, match=name):
         LossTracker(**kwargs)  # type: ignore[arg-type]
+
+
+def test_reset_counts_what_was_already_settled() -> None:
+    # 0 arrived, 5 arrived: with a window of 3, numbers 0 and 1 are settled
+    # (0 received, 1 lost) whether or not anyone read the counters before.
+    for read_first in (False, True):
+        tracker = LossTracker(reorder_window=3)
+        tracker.arrived(0)
+        tracker.arrived(5)
+        if read_first:
+            assert tracker.settled == 2
+        tracker.reset()
+        assert (tracker.settled, tracker.lost) == (2, 1)

@@ -210,6 +210,7 @@ class LossTracker:
         the epoch.  Unsettled numbers of the old epoch are forgotten, neither
         lost nor received; call :meth:`flush` first to count them.
         """
+        self._catch_up()  # numbers already settled are counted, not forgotten
         self._start()
 
     # -- settling ------------------------------------------------------------
