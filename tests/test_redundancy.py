@@ -435,3 +435,21 @@ def test_report_validation() -> None:
 def test_bad_loss_reports_config(kwargs: dict[str, float], name: str) -> None:
     with pytest.raises(ConfigError, match=name):
         LossReports(**kwargs)  # type: ignore[arg-type]
+
+
+def test_choose_m_meets_the_target_for_the_inputs_as_given() -> None:
+    # Rounding the burst up to the cache grid would give m = 1 here, whose
+    # failure probability is just above this (large) target.
+    policy = RedundancyPolicy(target=0.007902493828101672, m_min=0, m_max=223)
+    m = choose_m(32, 0.002, 8.968187124032596, policy)
+    assert block_failure_probability(32, m, 0.002, 8.968187124032596) <= policy.target
+    assert block_failure_probability(32, m - 1, 0.002, 8.968187124032596) > policy.target
+
+
+def test_worst_expires_a_report_exactly_as_documented() -> None:
+    reports = LossReports(max_age=3.3, default_loss=0.01)
+    reports.report(1, 0.5, 1.0, 0.7)
+    assert reports.worst(0.7) == (0.5, 1.0)
+    now = 3.9999999999999996  # now - 0.7 == 3.3: expired, though now < 0.7 + 3.3
+    assert now - 0.7 >= 3.3
+    assert reports.worst(now) == (0.01, 1.0)

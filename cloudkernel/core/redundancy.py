@@ -353,7 +353,13 @@ def _choose_m_raw(k: int, loss: float, mean_burst: float, policy: RedundancyPoli
         return min(policy.fixed_m, MAX_BLOCK - k)
     _check_loss(loss)
     _check_burst(mean_burst)
-    return _choose_m_grid(k, _quantise_loss(loss), _quantise_burst(mean_burst), policy)
+    m = _choose_m_grid(k, _quantise_loss(loss), _quantise_burst(mean_burst), policy)
+    # A longer burst does not always need more repair (large targets), so the
+    # grid's answer is checked against the inputs as given; once per input.
+    top = min(policy.m_max, MAX_BLOCK - k)
+    while m < top and block_failure_probability(k, m, loss, mean_burst) > policy.target:
+        m += 1
+    return m
 
 
 def choose_m(k: int, loss: float, mean_burst: float, policy: RedundancyPolicy) -> int:
@@ -370,10 +376,10 @@ def choose_m(k: int, loss: float, mean_burst: float, policy: RedundancyPolicy) -
     search itself, on ``loss`` and ``mean_burst`` rounded *up* to three
     significant decimal digits (at most 1 % above the reported value, far
     below the sampling noise of a loss estimate: over 1000 frames at 5 % loss
-    the estimate's standard error is 14 %).  Rounding up is conservative:
-    more loss always needs at least as many repair frames, and a longer mean
-    burst does too wherever the target is small enough for ``m`` to exceed
-    the expected number of losses per block, which is every useful target.
+    the estimate's standard error is 14 %).  More loss always needs at least
+    as many repair frames; a longer mean burst usually does too, but not for
+    every target, so the grid's answer is then checked against the inputs as
+    given and raised until it meets the target (or the cap).
     Both caches are LRU and bounded (:data:`RAW_CACHE_SIZE`,
     :data:`GRID_CACHE_SIZE` entries).
 
@@ -411,7 +417,7 @@ class LossReports:
 
     __slots__ = (
         "_cache",
-        "_cache_until",
+        "_cache_oldest",
         "_default",
         "_max_age",
         "_max_receivers",
@@ -448,8 +454,8 @@ class LossReports:
         #: receiver -> (loss, mean_burst, reported at); least recently reported first
         self._reports: OrderedDict[int, tuple[float, float, float]] = OrderedDict()
         self._cache: tuple[float, float] | None = None
-        #: the cached answer holds while ``now`` is below this (first expiry)
-        self._cache_until = -math.inf
+        #: the oldest report behind the cached answer, which holds until it expires
+        self._cache_oldest = math.inf
 
     def report(self, receiver: int, loss: float, mean_burst: float, now: float) -> None:
         """Record what ``receiver`` reported, replacing its previous report.
@@ -486,7 +492,9 @@ class LossReports:
 
         :param now: the sender's clock, seconds
         """
-        if self._cache is not None and now < self._cache_until:
+        # The same test as expiry below (now - at < max_age), not now < at + max_age:
+        # the two can differ by a rounding step.
+        if self._cache is not None and now - self._cache_oldest < self._max_age:
             return self._cache
         reports = self._reports
         max_age = self._max_age
@@ -498,14 +506,14 @@ class LossReports:
                 break
             reports.popitem(last=False)
         worst_loss = worst_burst = -1.0
-        until = math.inf
+        oldest_at = math.inf
         for loss, burst, at in reports.values():
             if now - at >= max_age:  # only with a clock that went backwards
                 continue
             worst_loss = max(worst_loss, loss)
             worst_burst = max(worst_burst, burst)
-            until = min(until, at + max_age)
+            oldest_at = min(oldest_at, at)
         result = self._default if worst_loss < 0.0 else (worst_loss, worst_burst)
         self._cache = result
-        self._cache_until = until
+        self._cache_oldest = oldest_at  # inf without reports: cached until the next one
         return result
