@@ -329,3 +329,11 @@ def test_a_block_takes_no_frame_after_its_time_budget() -> None:
     (new_source,) = [b for b in blocks if not b[2]]
     assert new_source[:2] == (1, 0)  # a new block, first position
     assert len(first) == 1
+
+
+def test_an_enormous_age_is_sent_as_the_largest() -> None:
+    sender = Sender(SENDER_ID, 1, keyring())
+    sender.publish(make_signal("t", 1.0, ttl=1.0, age=1e306), 0.0)
+    (frame,) = sender.poll(0.0)
+    (event,) = [e for e in Receiver(keyring()).feed(frame, 0.0) if hasattr(e, "signals")]
+    assert event.signals[0].age == (2**32 - 1) / 1000

@@ -211,7 +211,9 @@ class Sender:
             source, seq = self.node_id, self.next_signal_seq()
         else:
             source, seq = signal.source, signal.seq
-        encoded = encode_signal(signal, round(signal.age * 1000.0), source=source, seq=seq)
+        # min: an age past 2^32 ms (even one that overflows to inf) is sent as the maximum.
+        age_ms = round(min(signal.age * 1000.0, MAX_U32))
+        encoded = encode_signal(signal, age_ms, source=source, seq=seq)
         builder = self._builders[signal.qos]
         if not builder.fits(encoded):
             self._seal_source(signal.qos, builder.build(), now)
