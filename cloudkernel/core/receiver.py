@@ -44,7 +44,6 @@ from .wire import (
     FLAG_ENCRYPTED,
     FLAG_REPAIR,
     FRAME_OVERHEAD,
-    HEADER_BYTES,
     DropReason,
     check_header,
 )
@@ -590,6 +589,3 @@ class Receiver:
             if block.deadline > now:
                 return
             self._retire(sender, self._senders[sender], block_id, events, DropReason.BLOCK_TIMEOUT)
-
-
-assert HEADER_BYTES == 28

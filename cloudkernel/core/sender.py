@@ -41,7 +41,6 @@ from .signals import (
 from .wire import (
     DEFAULT_MAX_DATAGRAM,
     FRAME_OVERHEAD,
-    HEADER_BYTES,
     REPAIR_OVERHEAD,
     make_flags,
     pack_header,
@@ -344,6 +343,3 @@ class Sender:
         for j, parity in enumerate(code.encode(symbols)):
             self._frame(qos, parity, block=block.block_id, k=k, m=m, index=k + j)
             self._stats["repair"] += 1
-
-
-assert HEADER_BYTES + 16 == FRAME_OVERHEAD
