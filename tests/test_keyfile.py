@@ -234,33 +234,33 @@ def test_bad_content_refused(tmp_path: Path, content: bytes, found: str) -> None
 def test_directory_refused(tmp_path: Path) -> None:
     path = tmp_path / "swarm.key"
     path.mkdir(mode=0o700)
-    refused(path, "is a directory, not a regular file")
+    assert refused(path, "is a directory, not a regular file")
 
 
 def test_named_pipe_refused_without_blocking(tmp_path: Path) -> None:
     path = tmp_path / "swarm.key"
     os.mkfifo(path, 0o600)
-    refused(path, "is a named pipe, not a regular file")
+    assert refused(path, "is a named pipe, not a regular file")
 
 
 def test_device_refused() -> None:
-    refused(Path("/dev/null"), "is a device, not a regular file")
+    assert refused(Path("/dev/null"), "is a device, not a regular file")
 
 
 def test_missing_file_refused(tmp_path: Path) -> None:
-    refused(tmp_path / "absent.key", "cannot open key file", "No such file or directory")
+    assert refused(tmp_path / "absent.key", "cannot open key file", "No such file or directory")
 
 
 def test_path_through_a_file_refused(tmp_path: Path) -> None:
     path = put(tmp_path / "plain", b"x") / "swarm.key"
-    refused(path, "Not a directory")
+    assert refused(path, "Not a directory")
 
 
 @pytest.mark.skipif(IS_ROOT, reason="root reads any file, so a permission error cannot be provoked")
 def test_unreadable_file_refused(tmp_path: Path) -> None:
     path = put(tmp_path / "swarm.key", SECRET, 0o200)
     try:
-        refused(path, "cannot open key file", "Permission denied")
+        assert refused(path, "cannot open key file", "Permission denied")
     finally:
         path.chmod(0o600)
 
@@ -286,4 +286,4 @@ def test_overwrite_keeps_the_owner(tmp_path: Path) -> None:
 
 
 def test_whitespace_is_not_a_raw_key(tmp_path: Path) -> None:
-    refused(put(tmp_path / "swarm.key", b"\n" * 32), "holds only whitespace")
+    assert refused(put(tmp_path / "swarm.key", b"\n" * 32), "holds only whitespace")

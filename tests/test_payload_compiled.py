@@ -379,12 +379,12 @@ def wire_signals(draw: st.DrawFn) -> list[object]:
 
 @given(st.lists(wire_signals(), max_size=4), st.randoms(use_true_random=False))
 def test_mixed_valid_and_invalid_fields(items: list[list[object]], rnd: random.Random) -> None:
-    agree(enc(items, rnd))
+    assert agree(enc(items, rnd)) in ("accepted", "refused")
 
 
 @given(wire_signals(), st.randoms(use_true_random=False))
 def test_one_signal_of_mixed_fields(items: list[object], rnd: random.Random) -> None:
-    agree(enc([items], rnd))
+    assert agree(enc([items], rnd)) in ("accepted", "refused")
 
 
 # ---------------------------------------------------------------------------
@@ -492,8 +492,8 @@ def test_random_bytes() -> None:
 
 @given(st.binary(max_size=200))
 def test_random_bytes_hypothesis(body: bytes) -> None:
-    agree(body)
-    agree(b"\x91\x98" + body)
+    assert agree(body) in ("accepted", "refused")
+    assert agree(b"\x91\x98" + body) == "refused"  # a one-signal array, cut short
 
 
 def test_limits_agree() -> None:
@@ -596,8 +596,9 @@ def test_buffers_are_released() -> None:
                 except PayloadError:
                     pass
             view.release()
-            buffer.append(0)
+            buffer.append(0)  # raises BufferError while an export is held
             wide.append(1)
+            assert (len(buffer), len(wide)) == (len(data) + 1, 2)
 
 
 def test_released_memoryview() -> None:
