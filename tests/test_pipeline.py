@@ -8,6 +8,7 @@ asked for are the same).
 from __future__ import annotations
 
 import random
+import re
 import struct
 
 import pytest
@@ -21,7 +22,7 @@ from cloudkernel.core.redundancy import RedundancyPolicy
 from cloudkernel.core.sender import ClassConfig, Sender, SenderConfig, default_classes
 from cloudkernel.core.signals import QoS, Signal, make_signal
 from cloudkernel.core.wire import HEADER
-from cloudkernel.errors import CloudkernelError, SignalError
+from cloudkernel.errors import CloudkernelError, ConfigError, SignalError
 
 PURE_PYTHON = fec.IMPLEMENTATION == "python"
 BIG = 100_000
@@ -337,3 +338,26 @@ def test_an_enormous_age_is_sent_as_the_largest() -> None:
     (frame,) = sender.poll(0.0)
     (event,) = [e for e in Receiver(keyring()).feed(frame, 0.0) if hasattr(e, "signals")]
     assert event.signals[0].age == (2**32 - 1) / 1000
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda: ClassConfig(0.0, 8, RedundancyPolicy()), "budget"),
+        (lambda: ClassConfig(0.01, 0, RedundancyPolicy()), "k_max"),
+        (lambda: ClassConfig(0.01, 128, RedundancyPolicy(m_max=200)), "k_max + m_max"),
+        (lambda: SenderConfig(max_datagram=300), "largest signal"),
+        (lambda: SenderConfig(max_datagram=70_000), "UDP maximum"),
+        (lambda: SenderConfig(frame_rs_nsym=129), "frame_rs_nsym"),
+        (lambda: SenderConfig(classes={QoS.NORMAL: default_classes()[QoS.NORMAL]}), "classes"),
+        (lambda: Sender(0, 1, keyring()), "node id"),
+        (lambda: Sender(SENDER_ID, 2**32, keyring()), "epoch"),
+        (lambda: ReceiverConfig(max_datagram=20), "max_datagram"),
+        (lambda: ReceiverConfig(block_timeout=0.0), "block_timeout"),
+        (lambda: ReceiverConfig(replay_window=64), "replay_window"),
+        (lambda: ReceiverConfig(max_senders=0), "max_senders"),
+    ],
+)
+def test_bad_settings_are_clear_config_errors(make: object, message: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        make()  # type: ignore[operator]
