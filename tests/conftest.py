@@ -3,7 +3,8 @@
 * The pytest header names the FEC implementation under test (compiled or the
   pure-Python reference) and its GF(2^8) kernels.
 * ``CLOUDKERNEL_EXPECT_IMPL=compiled`` (or ``python``) makes the session fail
-  at once if ``cloudkernel.fec.IMPLEMENTATION`` or the payload decoder differs, so that CI cannot
+  at once if ``cloudkernel.fec.IMPLEMENTATION``, the payload decoder or the
+  consensus filter differs, so that CI cannot
   silently test the fallback twice when the extension failed to build.
 * Hypothesis profiles: ``ci`` (derandomized, no deadline) when ``CI=true``,
   ``dev`` otherwise.  The pure-Python reference is ~100x slower, so both
@@ -20,7 +21,7 @@ from collections.abc import Iterator
 import pytest
 from hypothesis import HealthCheck, settings
 
-from cloudkernel import fec
+from cloudkernel import consensus, fec
 from cloudkernel.core import signals
 
 PURE_PYTHON = fec.IMPLEMENTATION == "python"
@@ -57,6 +58,11 @@ def pytest_configure(config: pytest.Config) -> None:
             f"CLOUDKERNEL_EXPECT_IMPL={expected} but the payload decoder is "
             f"{signals.PAYLOAD_IMPLEMENTATION!r} (is cloudkernel.core._payload built?)"
         )
+    if expected and expected != consensus.IMPLEMENTATION:
+        raise pytest.UsageError(
+            f"CLOUDKERNEL_EXPECT_IMPL={expected} but the consensus filter is "
+            f"{consensus.IMPLEMENTATION!r} (is cloudkernel.consensus._consensus built?)"
+        )
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -64,6 +70,7 @@ def pytest_report_header(config: pytest.Config) -> list[str]:
         f"cloudkernel.fec: {fec.IMPLEMENTATION} implementation, kernel {fec.kernel()!r} "
         f"(available: {', '.join(fec.available_kernels())})",
         f"cloudkernel payload decoder: {signals.PAYLOAD_IMPLEMENTATION}",
+        f"cloudkernel consensus filter: {consensus.IMPLEMENTATION}",
         f"hypothesis profile: {HYPOTHESIS_PROFILE} (max_examples={settings().max_examples})",
     ]
 
