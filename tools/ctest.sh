@@ -58,7 +58,7 @@ build_and_run() {
         name=$(basename "$t" .c)
         bin="$tmp/$target-$name"
         log="$tmp/$target-$name.log"
-        if ! "$cc" "${common_flags[@]}" "${flags[@]}" "$t" "${srcs[@]}" -lpthread -o "$bin" \
+        if ! "$cc" "${common_flags[@]}" "${flags[@]}" "$t" "${srcs[@]}" -lpthread -lm -o "$bin" \
             >"$log" 2>&1; then
             cat "$log"
             echo "FAIL  $target $name (build)"
