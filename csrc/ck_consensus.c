@@ -723,16 +723,15 @@ static void remove_position(ck_filter *f, uint32_t pos)
     f->count--;
 }
 
-/* ConsensusFilter._evict: the source whose reading was taken longest ago;
- * ties go to the lowest id (the first in id order). */
-static void evict_oldest(ck_filter *f)
+/* The held source whose reading was taken longest ago; ties go to the
+ * lowest id (the first in id order). */
+static uint32_t oldest_position(const ck_filter *f)
 {
     uint32_t best = 0;
     for (uint32_t p = 1; p < f->count; p++)
         if (f->readings[f->slots[p]].time < f->readings[f->slots[best]].time)
             best = p;
-    remove_position(f, best);
-    f->evicted++;
+    return best;
 }
 
 /* ConsensusFilter._mark_reach. */
@@ -818,9 +817,10 @@ static int check_reading(const ck_filter *f, const ck_consensus_reading *in, dou
         return CK_CONSENSUS_BAD_CONFIDENCE;
     double raw;
     if (c->kind == CK_CONSENSUS_INTERVAL) {
-        if (in->has_sigma || !(error >= 0.0 && error <= CK_CONSENSUS_MAX_SIGMA))
-            return CK_CONSENSUS_BAD_SIGMA;
         raw = error / c->agree_sigmas;
+        if (in->has_sigma || !(error >= 0.0 && error <= CK_CONSENSUS_MAX_SIGMA) ||
+            raw > CK_CONSENSUS_MAX_SIGMA)
+            return CK_CONSENSUS_BAD_SIGMA;
     } else if (!in->has_sigma) {
         raw = c->default_sigma;
     } else if (!(in->sigma > 0.0 && in->sigma <= CK_CONSENSUS_MAX_SIGMA)) {
@@ -876,7 +876,16 @@ int ck_filter_update(ck_filter *f, uint64_t source, double now, const ck_consens
     reading_t *rd;
     if (!found) {
         if (f->count >= c->max_sources) {
-            evict_oldest(f);
+            /* Keep the max_sources newest readings, whatever their order: the
+             * oldest of the held ones and this one goes. */
+            uint32_t oldest = oldest_position(f);
+            double held = f->readings[f->slots[oldest]].time;
+            if (now < held || (now == held && source < f->ids[oldest])) {
+                f->dropped[CK_CONSENSUS_OLDER - 1]++;
+                return CK_CONSENSUS_OLDER;
+            }
+            remove_position(f, oldest);
+            f->evicted++;
             pos = find_position(f, source, &found);
         }
         uint32_t slot = f->free_slots[--f->free_count];
@@ -1600,6 +1609,11 @@ static int run_category(ck_filter *f, size_t nc, size_t faults, int64_t *label, 
     if (!(tally[top] - second > faulty_weight))
         return CK_CONSENSUS_WHY_NO_MARGIN;
     int64_t top_label = f->lkeys[start[top]].key;
+    size_t voters = 0;
+    for (size_t i = 0; i < nc; i++)
+        voters += F[f->cand[i]].reading->label == top_label;
+    if (voters < f->cfg.min_sources)
+        return CK_CONSENSUS_WHY_TOO_FEW_SOURCES;
     size_t nu = 0;
     for (size_t i = 0; i < nc; i++) {
         fresh_t *s = &F[f->cand[i]];
@@ -1832,8 +1846,10 @@ int ck_filter_estimate(ck_filter *f, double now, ck_consensus_estimate *out)
         out->state = why == CK_CONSENSUS_WHY_STALE ? CK_CONSENSUS_STALE : CK_CONSENSUS_NO_CONSENSUS;
         sigma = QNAN;
         n_used = 0;
-        for (size_t i = 0; i < nc; i++)
+        for (size_t i = 0; i < nc; i++) {
             F[f->cand[i]].code = CK_CONSENSUS_SOURCE_NO_CONSENSUS;
+            F[f->cand[i]].weight = 0.0;
+        }
     }
     out->reason = why;
     out->has_value = why == CK_CONSENSUS_WHY_NONE;
@@ -1869,7 +1885,9 @@ int ck_filter_estimate(ck_filter *f, double now, ck_consensus_estimate *out)
                 newest = age;
         }
         out->age = newest;
-        if (rep && nf - 1 >= c->min_sources)
+        /* judged by the others: at least two of them, and min_sources - 1 */
+        size_t judges = c->min_sources > 3 ? c->min_sources - 1 : 2;
+        if (rep && nf - 1 >= judges)
             judge(f, nf);
     }
 

@@ -40,21 +40,20 @@
 #define CK_CONSENSUS_MAX_SOURCES 1024
 #define CK_REPUTATION_MAX_SOURCES (1u << 20)
 #define CK_CONSENSUS_MAX_PROBATION_ROUNDS 1000000u
-#define CK_CONSENSUS_MAX_MAGNITUDE 1e100 /* |component| above: out-of-range */
-#define CK_CONSENSUS_MAX_SIGMA 1e50      /* sigma or interval error above: bad-sigma */
-#define CK_CONSENSUS_MIN_SIGMA 1e-50     /* effective sigma below: bad-sigma */
+#define CK_CONSENSUS_MAX_MAGNITUDE 1e50 /* |component| above: out-of-range */
+#define CK_CONSENSUS_MAX_SIGMA 1e20     /* sigma or interval error above: bad-sigma */
+#define CK_CONSENSUS_MIN_SIGMA 1e-20    /* effective sigma below: bad-sigma */
 #define CK_CONSENSUS_MIN_CONFIDENCE 1e-6 /* confidence below: bad-confidence */
 #define CK_CONSENSUS_MIN_LINK_QUALITY 1e-6 /* link quality is floored here */
-#define CK_CONSENSUS_MIN_EVAPORATION 1e-50 /* evaporated below: expired */
+#define CK_CONSENSUS_MIN_EVAPORATION 1e-20 /* evaporated below: expired */
 #define CK_CONSENSUS_MAX_TIME 1e12       /* |now|, half-life and ttl in seconds */
 #define CK_CONSENSUS_Z95 1.959963984540054
 
 /*
- * Returned by ck_filter_estimate() where the reference's float division by
- * zero raises ZeroDivisionError: a survivor of the combine whose sigma^2
- * underflows to 0 (sigma below ~1.5e-162), or survivors whose
- * inverse-variance weights all underflow to 0 (step 5).  The estimate is
- * counted; nothing else changes.
+ * Returned by ck_filter_estimate() where the reference would divide by zero.
+ * The gate's limits (MIN_SIGMA, MIN_CONFIDENCE, MIN_LINK_QUALITY,
+ * MIN_EVAPORATION) keep every variance and weight positive, so this is a
+ * safety net, not an outcome: the estimate is counted; nothing else changes.
  */
 #define CK_CONSENSUS_EDIVISION (-16)
 

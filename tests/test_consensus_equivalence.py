@@ -644,32 +644,37 @@ def test_eviction_when_full() -> None:
     twin.check_state(range(20))
 
 
-def test_degenerate_sigmas_divide_as_the_reference_does() -> None:
-    """Sigmas whose square underflows, confidences near zero and colossal
-    spreads: the reference returns NaN or infinite sigmas, or raises
-    ZeroDivisionError; the compiled filter does exactly the same."""
-    for sigma, confidence in (
-        (1e-160, 1.0),
-        (1e-200, 1.0),
-        (1e-155, 0.5),
-        (1e-150, 1.0),
-        (10.0, 5e-324),
-        (1e100, 1e-300),
-        (1e-300, 5e-324),
+def test_extreme_readings_at_the_limits_agree() -> None:
+    """Sigmas, values, confidences and evaporation at and past the gate's
+    limits: both refuse the same ones, and what they accept fuses to a finite
+    value and sigma (no division by zero, no overflow) with the same bits."""
+    for sigma, confidence, agree in (
+        (1e-20, 1.0, 3.0),
+        (1e-21, 1.0, 3.0),
+        (1e20, 1e-6, 3.0),
+        (1e20, 1e-7, 0.01),
+        (1e-20, 1e-6, 0.01),
     ):
         for kind in ("scalar", "vector", "interval"):
             dims = 2 if kind == "vector" else 1
-            twin = Twin(FilterConfig(kind=kind, dims=dims, min_sources=2), ReputationConfig())
+            config = FilterConfig(kind=kind, dims=dims, min_sources=2, agree_sigmas=agree)
+            twin = Twin(config, ReputationConfig())
             for s in range(5):
-                x = 1e149 * (s - 2) if sigma == 1e100 else 0.001 * s
+                x = 1e50 * (s - 2) / 2 if sigma == 1e20 else 0.001 * s
                 value: Any = (x,) * dims if kind == "vector" else x
                 if kind == "interval":
                     twin.update(s, (x, sigma), confidence, 1.0)
                 else:
-                    twin.update(s, value, confidence, 1.0, sigma)
-            twin.estimate(1.0)
-            twin.estimate(2.0)
-            twin.check_state(range(5))
+                    twin.update(s, value, confidence, 1.0, sigma, 1.0, 1e6)
+            for now in (1.0, 2.0, 60.0, 66.0):
+                result = twin.estimate(now)
+                assert isinstance(result, tuple) and result[0] == "returned", result
+                estimate = twin.ref.estimate(now)
+                if estimate.ok:
+                    assert math.isfinite(estimate.sigma), (sigma, confidence, agree, kind, now)
+                    value = estimate.value
+                    values = value if isinstance(value, tuple) else (value,)
+                    assert all(isinstance(v, float) and math.isfinite(v) for v in values)
 
 
 def test_implementations_do_not_mix() -> None:

@@ -274,3 +274,55 @@ def test_any_order_of_the_same_updates_gives_the_same_bits(
     shuffled = list(updates)
     rng.shuffle(shuffled)
     assert run(updates) == run(shuffled)
+
+
+def test_category_winner_needs_min_sources_backing_it() -> None:
+    flt = ConsensusFilter(FilterConfig(kind="category"))
+    for source, (label, confidence) in enumerate([(1, 1.0), (2, 0.6), (3, 0.6)]):
+        flt.update(source, label, confidence, 0.0)
+    estimate = flt.estimate(0.0)
+    assert (estimate.state, estimate.reason, estimate.value) == (
+        "no-consensus",
+        "too-few-sources",
+        None,
+    )
+
+
+def test_unused_sources_show_no_weight() -> None:
+    # min_sources 4, but only three agree: no value, and no weight shown for anyone.
+    flt = ConsensusFilter(FilterConfig(min_sources=4))
+    for source, x in enumerate([0.0, 0.01, -0.01, 50.0]):
+        flt.update(source, x, 1.0, 0.0, sigma=0.01)
+    estimate = flt.estimate(0.0)
+    assert not estimate.ok
+    assert [r.weight for r in estimate.sources] == [0.0, 0.0, 0.0, 0.0]
+
+
+def test_a_full_filter_keeps_the_newest_whatever_the_order() -> None:
+    updates = [(1, 1.0, 1.0), (2, 2.0, 2.0), (3, 3.0, 3.0), (4, 4.0, 0.5)]
+
+    def kept(order: list[tuple[int, float, float]]) -> tuple[list[int], Any]:
+        flt = ConsensusFilter(FilterConfig(max_sources=2, min_sources=1))
+        for source, x, when in order:
+            flt.update(source, x, 1.0, when)
+        estimate = flt.estimate(3.0)
+        return [r.source for r in estimate.sources], estimate.value
+
+    assert kept(updates) == kept(updates[::-1]) == ([2, 3], 2.5)
+
+
+def test_readings_and_settings_at_the_limits() -> None:
+    flt = ConsensusFilter(FilterConfig(kind="interval", agree_sigmas=0.01))
+    assert flt.update(1, (0.0, 1e19), 1.0, 0.0) == "bad-sigma"  # sigma = error / 0.01 > 1e20
+    assert flt.update(1, (0.0, 1e17), 1.0, 0.0) == "accepted"
+    with pytest.raises(ConsensusError, match="lower"):
+        FilterConfig(lower=-(10**400))
+    with pytest.raises(ConsensusError, match="agree_sigmas"):
+        FilterConfig(agree_sigmas=1e-3)
+    # A precise source and a vague, old, far one: the sigma stays finite.
+    vague = ConsensusFilter(FilterConfig(min_sources=2))
+    vague.update(1, 0.0, 1.0, 160.0, sigma=1e-20)
+    vague.update(2, 1e49, 1.0, 0.0, sigma=1e20, half_life=1.0, ttl=1000.0)
+    estimate = vague.estimate(160.0)
+    assert estimate.state in ("ok", "no-consensus")
+    assert not estimate.ok or math.isfinite(estimate.sigma)

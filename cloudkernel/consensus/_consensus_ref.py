@@ -448,9 +448,9 @@ class ConsensusFilter:
         eff_sigma = 0.0
         if reason is None:
             if cfg.kind_code == Kind.INTERVAL:
-                if sigma is not None or not 0 <= error <= MAX_SIGMA:
-                    reason = "bad-sigma"
                 raw_sigma = error / cfg.agree_sigmas
+                if sigma is not None or not 0 <= error <= MAX_SIGMA or raw_sigma > MAX_SIGMA:
+                    reason = "bad-sigma"
             elif sigma is None:
                 raw_sigma = cfg.default_sigma
             elif (
@@ -500,7 +500,14 @@ class ConsensusFilter:
         reading = self._readings.get(source)
         if reading is None:
             if len(self._readings) >= cfg.max_sources:
-                self._evict()
+                # Keep the max_sources newest readings, whatever the order they
+                # came in: the oldest of the held ones and this one goes.
+                oldest = min(self._readings, key=lambda s: (self._readings[s].time, s))
+                if (now, source) < (self._readings[oldest].time, oldest):
+                    self._dropped["older"] += 1
+                    return "older"
+                del self._readings[oldest]
+                self._evicted += 1
             reading = _Reading()
             reading.reach_slot = math.floor(now / cfg.reach_interval)
             self._readings[source] = reading
@@ -529,12 +536,6 @@ class ConsensusFilter:
             back = reading.reach_slot - slot
             if back < 8:
                 reading.reach |= 1 << back
-
-    def _evict(self) -> None:
-        # The source whose reading was taken longest ago; ties go to the lowest id.
-        oldest = min(self._readings, key=lambda s: (self._readings[s].time, s))
-        del self._readings[oldest]
-        self._evicted += 1
 
     def forget(self, source: int) -> None:
         """Drop ``source``'s reading from this topic."""
@@ -604,6 +605,7 @@ class ConsensusFilter:
             value, sigma, used = None, math.nan, []
             for s in candidates:
                 s.code = SourceReason.NO_CONSENSUS
+                s.weight = 0.0
 
         interval = None
         confidence = 0.0
@@ -628,7 +630,8 @@ class ConsensusFilter:
                 now - self._readings[s.source].time if now > self._readings[s.source].time else 0.0
                 for s in used
             )
-            if rep is not None and len(fresh) - 1 >= cfg.min_sources:
+            # Judged by the others: at least two of them, and min_sources - 1.
+            if rep is not None and len(fresh) - 1 >= max(2, cfg.min_sources - 1):
                 self._judge(fresh, rep)
 
         records = []
@@ -809,7 +812,8 @@ class ConsensusFilter:
             return "too-few-sources", (), math.nan, []
         clamped = []
         for d in range(cfg.dims):
-            low, high = _trimmed_range(sorted((s.comps[d], s.source) for s in fresh), faults)
+            ordered = sorted((s.comps[d], s.source) for s in fresh)
+            low, high = _trimmed_range(ordered, faults)
             v = value[d]
             if v < low:
                 v = low
@@ -841,6 +845,11 @@ class ConsensusFilter:
             faulty_weight += w
         if not tally[top] - second > faulty_weight:
             return "no-margin", 0, []
+        voters = 0
+        for s in candidates:
+            voters += s.label == top
+        if voters < cfg.min_sources:
+            return "too-few-sources", 0, []
         used = []
         for i, s in enumerate(candidates):
             if s.label == top:

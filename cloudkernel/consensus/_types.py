@@ -49,15 +49,15 @@ MAX_DIMS = 16
 
 #: Readings beyond these magnitudes are out-of-range / bad-sigma, so that no
 #: square or sum in the filter can overflow.
-MAX_MAGNITUDE = 1e100
-MAX_SIGMA = 1e50
+MAX_MAGNITUDE = 1e50
+MAX_SIGMA = 1e20
 #: A reading's sigma (after min_sigma) below this is bad-sigma: no reading is exact.
-MIN_SIGMA = 1e-50
+MIN_SIGMA = 1e-20
 #: Confidence below this is bad-confidence; link quality below it counts as it.
 MIN_CONFIDENCE = 1e-6
 MIN_LINK_QUALITY = 1e-6
 #: A reading evaporated below this factor counts as expired.
-MIN_EVAPORATION = 1e-50
+MIN_EVAPORATION = 1e-20
 #: ``now`` must lie within +-MAX_TIME seconds.
 MAX_TIME = 1e12
 
@@ -151,7 +151,7 @@ class FilterConfig:
     min_sources: int = 3
     """Fewer survivors than this and the estimate is no-consensus."""
     max_sources: int = 64
-    """Sources kept per topic; a new one evicts the one heard from longest ago."""
+    """Sources kept per topic: those with the newest readings."""
     lower: float = -math.inf
     """Readings below this are dropped as out-of-range."""
     upper: float = math.inf
@@ -203,8 +203,15 @@ class FilterConfig:
         for name in ("lower", "upper"):
             value = getattr(self, name)
             _check(
-                isinstance(value, (int, float)) and not math.isnan(value), name, value, "a number"
+                isinstance(value, (int, float))
+                and not isinstance(value, bool)
+                and (isinstance(value, float) or abs(value) <= 1e300)
+                and not math.isnan(value),
+                name,
+                value,
+                "a number within +-1e300 or an infinity",
             )
+            object.__setattr__(self, name, float(value))
         _check(self.lower < self.upper, "lower", self.lower, f"below upper ({self.upper!r})")
         _check(
             _positive(self.default_sigma),
@@ -261,6 +268,7 @@ class FilterConfig:
             ("reach_interval", MAX_TIME),
         ):
             _check(getattr(self, name) <= most, name, getattr(self, name), f"<= {most:g}")
+        _check(self.agree_sigmas >= 0.01, "agree_sigmas", self.agree_sigmas, ">= 0.01")
         _as_floats(
             self,
             "default_sigma",

@@ -18,7 +18,7 @@
  *     bounds with 1024 sources of 16 dimensions (ASan watches);
  *   - reputation math on known values, and the table against a naive model
  *     through random records, link qualities, forgets and evictions;
- *   - the estimate states, and the reference's division by zero reported.
+ *   - the estimate states, and a sigma too small to square refused.
  */
 #include "ck_consensus.h"
 #include "test.h"
@@ -211,9 +211,9 @@ static void test_drops(void)
     CHECK_EQ(ck_filter_update(f, 1, 0.0, &r), CK_CONSENSUS_BAD_SIGMA);
     r.sigma = NAN;
     CHECK_EQ(ck_filter_update(f, 1, 0.0, &r), CK_CONSENSUS_BAD_SIGMA);
-    r.sigma = 1.0000000000000002e50;
+    r.sigma = 1.0000000000000002e20;
     CHECK_EQ(ck_filter_update(f, 1, 0.0, &r), CK_CONSENSUS_BAD_SIGMA);
-    r.sigma = 1e50;
+    r.sigma = 1e20;
     r.has_half_life = 1;
     r.half_life = 0.0;
     CHECK_EQ(ck_filter_update(f, 1, 0.0, &r), CK_CONSENSUS_BAD_LIFETIME);
@@ -565,15 +565,17 @@ static void test_eviction(void)
     CHECK_EQ(e.sources_total, 8);
     for (uint32_t i = 0; i < 8; i++) /* the newest 8, ascending ids */
         CHECK_EQ(e.records[i].source, 1000 - 99 + i);
-    /* equal times: the lowest id goes */
+    /* equal times: the lowest id of the held ones and the newcomer goes */
     ck_filter_free(f);
     f = new_filter(&c, NULL);
     for (uint64_t s = 0; s < 8; s++)
         scalar_update(f, 50 + s, 0.5, 1.0);
-    scalar_update(f, 10, 0.5, 1.0);
+    CHECK_EQ(scalar_update(f, 10, 0.5, 1.0), CK_CONSENSUS_OLDER); /* the newcomer */
+    CHECK_EQ(scalar_update(f, 90, 0.5, 1.0), CK_CONSENSUS_ACCEPTED);
+    CHECK_EQ(scalar_update(f, 91, 0.5, 0.5), CK_CONSENSUS_OLDER); /* older than all held */
     CHECK_EQ(ck_filter_estimate(f, 1.0, &e), CK_OK);
-    CHECK_EQ(e.records[0].source, 10);
-    CHECK_EQ(e.records[1].source, 51); /* 50 was evicted */
+    CHECK_EQ(e.records[0].source, 51); /* 50 was evicted */
+    CHECK_EQ(e.records[7].source, 90);
     ck_filter_free(f);
 }
 
