@@ -51,11 +51,11 @@ static inline int64_t floor_slot(double now, double interval)
     return t;
 }
 
-/* math.pow(2.0, y): Python calls the C library's pow for these arguments (y
- * is finite or -inf, and the result <= 1 never overflows). */
+/* math.exp2(y): Python calls the C library's exp2 (y is finite or -inf,
+ * and the result <= 1 never overflows). */
 static inline double pow2(double y)
 {
-    return pow(2.0, y);
+    return exp2(y);
 }
 
 /* -- sorting ----------------------------------------------------------------
@@ -1745,7 +1745,7 @@ static void judge(ck_filter *f, size_t nf)
 static double evaporation(reading_t *rd, double y)
 {
     if (y == 0.0)
-        return 1.0; /* pow(x, +-0) is 1 */
+        return 1.0; /* exp2(+-0) is 1 */
     if (bits_of(y) == bits_of(rd->evap_y))
         return rd->evap;
     rd->evap_y = y;

@@ -9,8 +9,8 @@
  * in the reference's order, with the reference's formulas, so this file must
  * be compiled without contraction (-ffp-contract=off) or -ffast-math.
  *
- * Evaporation 2^y is computed by the C library's pow(), which is what Python's
- * math.pow() calls; link with -lm.
+ * Evaporation 2^y is computed by the C library's exp2(), which is what
+ * Python's math.exp2() calls; link with -lm.
  *
  * A filter (ck_filter) holds the latest reading of each of up to max_sources
  * sources of one topic and fuses them into an estimate on demand.  A

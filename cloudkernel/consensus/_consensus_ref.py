@@ -566,7 +566,7 @@ class ConsensusFilter:
         for source in sources:
             reading = self._readings[source]
             age = now - reading.time if now > reading.time else 0.0
-            evaporation = math.pow(2.0, -age / reading.half_life)
+            evaporation = math.exp2(-age / reading.half_life)
             if now >= reading.expires or evaporation < MIN_EVAPORATION:
                 expired.append(source)
                 continue
