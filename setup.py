@@ -36,7 +36,7 @@ extensions = [
     ),
     Extension(
         "cloudkernel.consensus._consensus",
-        ["cloudkernel/consensus/_consensus.pyx", "csrc/ck_consensus.c"],
+        ["cloudkernel/consensus/_consensus.pyx", "csrc/ck_consensus.c", "csrc/ck_rank.c"],
         include_dirs=["csrc"],
         define_macros=[("_GNU_SOURCE", None)],
         # Bit-identical with the Python reference: no fused multiply-add.

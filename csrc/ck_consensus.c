@@ -10,6 +10,7 @@
  * exit), the comment there says why the result is the same.
  */
 #include "ck_consensus.h"
+#include "ck_rank.h"
 
 #include <math.h>
 #include <stdlib.h>
@@ -499,7 +500,7 @@ typedef struct {
     double time, confidence, sigma, half_life, expires;
     int64_t label;
     int64_t reach_slot;
-    double evap_y, evap; /* the last evaporation computed: pow(2, evap_y) */
+    double evap_y, evap; /* the last evaporation computed: 2^evap_y */
     uint32_t rep_idx;     /* the source's reputation entry (NIL: none) ... */
     uint64_t rep_version; /* ... while the table's version is this */
     uint8_t reach, judged;
@@ -547,6 +548,9 @@ struct ck_filter {
     lkey *lkeys, *lkeys_tmp;
     double *lo, *hi;
     ck_consensus_record *records;
+    ck_rank_fn rank_kernel; /* NULL: comparison sorts only (see rank_sort) */
+    double *rank_keys;
+    uint32_t *rank_pos;
 };
 
 void ck_filter_config_default(ck_filter_config *c)
@@ -651,6 +655,8 @@ int ck_filter_new(const ck_filter_config *cfg, ck_reputation *rep, ck_filter **o
     ALLOC(lo, n);
     ALLOC(hi, n);
     ALLOC(records, n);
+    ALLOC(rank_keys, n);
+    ALLOC(rank_pos, n);
 #undef ALLOC
     if (!ok) {
         ck_filter_free(f);
@@ -661,6 +667,7 @@ int ck_filter_new(const ck_filter_config *cfg, ck_reputation *rep, ck_filter **o
         f->rank_slots[i] = NIL;
     }
     f->free_count = (uint32_t)n;
+    f->rank_kernel = ck_rank_kernel();
     *out = f;
     return CK_OK;
 }
@@ -674,7 +681,8 @@ void ck_filter_free(ck_filter *f)
                       f->w2_out, f->xs, f->dv, f->dtmp, f->dist, f->shares, f->shares2,
                       f->ranked, f->prefix, f->others, f->ranks, f->prob, f->prob2, f->keys,
                       f->keys_tmp, f->keys_tmp2, f->rank_slots, f->rank, f->ranked_in, f->opens,
-                      f->closes, f->lkeys, f->lkeys_tmp, f->lo, f->hi, f->records};
+                      f->closes, f->lkeys, f->lkeys_tmp, f->lo, f->hi, f->records,
+                      f->rank_keys, f->rank_pos};
     for (size_t i = 0; i < sizeof blocks / sizeof blocks[0]; i++)
         free(blocks[i]);
     free(f);
@@ -1140,6 +1148,40 @@ static double distance(const double *a, const double *b, unsigned dims)
     return ck_sqrt(total);
 }
 
+/*
+ * Sort a[0 .. n) by counting ranks (ck_rank.h) where that beats the
+ * comparison sort: a vector rank kernel runs here, n is within its range,
+ * no key is NaN, and the indices ascend, so that the stable order by key
+ * the ranks give is the order by (key, index).  Returns 0, untouched, when
+ * any of that does not hold.
+ */
+static int rank_sort(ck_filter *f, skey *a, size_t n)
+{
+    if (!f->rank_kernel || n < 2 || n > CK_RANK_MAX)
+        return 0;
+    int fits = a[0].key == a[0].key;
+    f->rank_keys[0] = a[0].key;
+    for (size_t k = 1; k < n; k++) {
+        f->rank_keys[k] = a[k].key;
+        fits &= (a[k].key == a[k].key) & (a[k].index > a[k - 1].index);
+    }
+    if (!fits)
+        return 0;
+    f->rank_kernel(f->rank_keys, n, f->rank_pos);
+    skey *out = f->keys_tmp;
+    for (size_t k = 0; k < n; k++)
+        out[f->rank_pos[k]] = a[k];
+    memcpy(a, out, n * sizeof *a);
+    return 1;
+}
+
+/* Sort a[0 .. n) by (key, index), with no memory of earlier sorts. */
+static void sort_keys(ck_filter *f, skey *a, size_t n)
+{
+    if (!rank_sort(f, a, n))
+        sort_skeys(a, n, f->keys_tmp);
+}
+
 /* Adjacent pairs out of order: a cheap measure of insertion sort's work. */
 static size_t descents(const skey *a, size_t n)
 {
@@ -1196,6 +1238,10 @@ static void restore_order(ck_filter *f, int kind, skey *a, size_t n, const uint3
  */
 static void sort_remembered(ck_filter *f, int kind, skey *a, size_t n, const uint32_t *fresh_of)
 {
+    if (rank_sort(f, a, n)) {
+        f->last_sort[kind] = 0; /* nothing remembered: the next sort starts afresh */
+        return;
+    }
     if (descents(a, n) * 16 > n)
         restore_order(f, kind, a, n, fresh_of);
     sort_skeys(a, n, f->keys_tmp);
@@ -1380,17 +1426,20 @@ static int run_scalar(ck_filter *f, size_t nf, size_t nc, size_t faults, double 
         xo[i].key = F[i].x;
         xo[i].index = (uint32_t)i;
     }
-    sort_skeys(xo, nf, f->keys_tmp); /* x moves too much between estimates to remember */
+    sort_keys(f, xo, nf); /* x moves too much between estimates to remember */
     candidate_weights(f, nc);
     const double *capped = f->w_out;
 
     /* Step 3: the point covered by the most weight.  The events (end,
      * closing, source) are sorted as two lists, openings and closings, each
      * by (end, candidate index), then merged: at equal ends an opening
-     * (closing = 0) comes first. */
+     * (closing = 0) comes first.  They are listed in candidate order for the
+     * rank sort, in x order for the comparison sort (sorted already when all
+     * V are equal). */
+    int by_rank = f->rank_kernel && nc <= CK_RANK_MAX;
     size_t e = 0;
-    for (size_t r = 0; r < nf; r++) { /* in x order: sorted already when all V are equal */
-        const fresh_t *s = &F[xo[r].index];
+    for (size_t r = 0; r < (by_rank ? nc : nf); r++) {
+        const fresh_t *s = by_rank ? &F[f->cand[r]] : &F[xo[r].index];
         if (s->cand == NIL)
             continue;
         double half = c->agree_sigmas * s->sd;
@@ -1505,7 +1554,7 @@ static int run_vector(ck_filter *f, size_t nf, size_t nc, size_t faults, double 
             col[i].key = F[i].comps[d];
             col[i].index = (uint32_t)i;
         }
-        sort_skeys(col, nf, f->keys_tmp);
+        sort_keys(f, col, nf);
         size_t q = 0;
         for (size_t r = 0; r < nf; r++) {
             const fresh_t *s = &F[col[r].index];

@@ -18,6 +18,11 @@ the same calls:
   reputation table, and the degenerate sigmas for which the reference divides
   by zero.
 
+Every test runs twice: with the sorts the compiled filter picks on this CPU
+(counting ranks with vector compares where it can, csrc/ck_rank.c) and with
+comparison sorts only (``CLOUDKERNEL_RANK_KERNEL=none``, what a CPU without
+the vector kernel runs).
+
 Skipped when the compiled module is not built or ``CLOUDKERNEL_PUREPYTHON``
 is set.
 """
@@ -58,6 +63,16 @@ else:
 pytestmark = pytest.mark.skipif(compiled is None, reason=SKIP_REASON or "n/a")
 
 KINDS = ("scalar", "vector", "category", "interval")
+
+
+@pytest.fixture(autouse=True, params=("cpu-sorts", "comparison-sorts"))
+def sorts(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """The sorts of the compiled filters created in the test (read at creation)."""
+    if request.param == "comparison-sorts":
+        monkeypatch.setenv("CLOUDKERNEL_RANK_KERNEL", "none")
+    else:
+        monkeypatch.delenv("CLOUDKERNEL_RANK_KERNEL", raising=False)
+    return str(request.param)
 
 
 # -- comparing ------------------------------------------------------------------
@@ -478,7 +493,12 @@ def st_session(draw: st.DrawFn) -> tuple[FilterConfig, ReputationConfig | None, 
 @settings(
     max_examples=300,
     deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large],
+    suppress_health_check=[
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        # `sorts` only sets an environment variable, the same for every example
+        HealthCheck.function_scoped_fixture,
+    ],
 )
 @given(st_session())
 def test_random_sessions_are_bit_identical(
