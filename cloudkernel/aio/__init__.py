@@ -1,0 +1,1 @@
+"""The daemon's I/O adapters: sockets and timers around the sans-I/O core."""
