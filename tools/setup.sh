@@ -17,6 +17,9 @@ debian_packages() {
     command -v aarch64-linux-gnu-gcc >/dev/null || need+=(gcc-aarch64-linux-gnu libc6-dev-arm64-cross)
     command -v qemu-aarch64-static >/dev/null || need+=(qemu-user-static)
     command -v gcc >/dev/null || need+=(gcc)
+    # the demo swarm and the daemon tests run in a private network namespace
+    command -v ip >/dev/null || need+=(iproute2)
+    command -v nsenter >/dev/null || need+=(util-linux)
     [ ${#need[@]} -eq 0 ] && return 0
     if [ "$(id -u)" -ne 0 ]; then
         echo "setup: not root, cannot install ${need[*]}; the tests that need them will skip" >&2

@@ -1,0 +1,463 @@
+"""The daemon: the node's sans-I/O core driven by asyncio, in the order chrony's main uses.
+
+Start-up (:func:`run`), each step fatal with a one-line error when it fails:
+
+1. the configuration (already loaded and validated by the caller);
+2. the swarm key and this run's epoch (``<state_dir>/epoch``);
+3. the multicast sockets on every interface;
+4. real-time settings (SCHED_FIFO, CPU pinning, mlockall; when not
+   permitted: one warning naming the cause, then normal operation);
+5. the control socket;
+6. the garbage collector frozen over everything made so far;
+7. the loop, until SIGTERM or SIGINT.
+
+Shutdown runs in reverse: the control socket closes, open FEC blocks are
+closed and their repair frames sent, the sockets close.
+
+The loop drives a :class:`~cloudkernel.core.mesh.MeshNode`: each datagram is
+fed to it as it arrives, and after every batch of work one "pump" takes its
+events (to the watchers of the control socket), sends what it has on every
+interface and re-arms the one timer at its deadline.  asyncio runs on uvloop
+when it is installed; without it, on the standard loop, with a warning.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import fnmatch
+import gc
+import logging
+import re
+import signal
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from . import __version__
+from .aio.control_server import ControlConnection, ControlRefusal, ControlServer
+from .aio.lag import LoopLagMonitor
+from .aio.transport import MulticastTransport, TransportSettings, resolve_interfaces
+from .config import Config
+from .consensus import FilterConfig
+from .core.auth import KeyRing, SwarmKey
+from .core.control import (
+    ErrorCode,
+    GetRequest,
+    PeersRequest,
+    PublishRequest,
+    Request,
+    StatusRequest,
+    TopicsRequest,
+    WatchRequest,
+)
+from .core.membership import PeerState
+from .core.mesh import MeshConfig, MeshNode, SignalDelivered
+from .epoch import next_epoch
+from .errors import CloudkernelError
+from .keyfile import load_key_file
+from .realtime import RealtimeStatus, apply_realtime, describe, freeze_gc
+from .views import estimate_view, peer_view, raw_view, signal_view, topic_view
+
+__all__ = ["Daemon", "DaemonError", "run"]
+
+log = logging.getLogger("cloudkernel.daemon")
+
+#: how long an estimate watcher waits between two events of one topic
+WATCH_MIN_INTERVAL = 0.01
+
+
+class DaemonError(CloudkernelError):
+    """The daemon cannot start; the message says why and what to do."""
+
+
+@dataclass
+class _Watcher:
+    id: int
+    pattern: re.Pattern[str]
+    raw: bool
+    connection: ControlConnection
+    #: estimates: topic -> our clock when it was last sent
+    sent_at: dict[str, float] = field(default_factory=dict)
+
+
+def topic_policy(config: Config) -> Callable[[str, str, int], FilterConfig]:
+    """The mesh's policy: a topic's configured filter, of the kind its first
+    value has unless a ``[[topic]]`` entry sets ``kind``."""
+
+    def policy(topic: str, kind: str, dims: int) -> FilterConfig:
+        chosen = config.policy_for(topic)
+        if chosen.index is not None and any(
+            name == "kind" for name, _ in config.topics[chosen.index].overrides
+        ):
+            return chosen.filter
+        return replace(chosen.filter, kind=kind, dims=dims)
+
+    return policy
+
+
+class Daemon:
+    """One running node: the mesh, its sockets and its control socket.
+
+    :param config: the validated configuration.
+    :param node_id: this node's id (``config.node.resolve_id()``).
+    :param epoch: this run's epoch.
+    :param keyring: the swarm keys.
+    :param socket_path: the control socket's path.
+    :param drop_incoming: fraction of incoming datagrams thrown away on
+        purpose (loss injection for demos and tests).
+    """
+
+    def __init__(
+        self,
+        config: Config,
+        *,
+        node_id: int,
+        epoch: int,
+        keyring: KeyRing,
+        socket_path: str,
+        drop_incoming: float = 0.0,
+    ) -> None:
+        self.config = config
+        self.node_id = node_id
+        self.socket_path = socket_path
+        self.started = time.monotonic()
+        mesh_config = MeshConfig(
+            sender=config.sender_config(),
+            receiver=config.receiver_config(node_id),
+            membership=config.membership,
+            reputation=config.consensus.reputation,
+            relay=config.mesh.relay,
+            policy=topic_policy(config),
+        )
+        self.node = MeshNode(node_id, epoch, keyring, mesh_config, now=self.started)
+        self.interfaces = resolve_interfaces(config.mesh.interfaces)
+        self.transport = MulticastTransport(
+            TransportSettings(
+                group=config.mesh.group,
+                group6=config.mesh.group6,
+                port=config.mesh.port,
+                interfaces=self.interfaces,
+                ttl=config.mesh.ttl,
+                loopback=config.mesh.loopback,
+                max_datagram=config.mesh.max_datagram,
+                drop_incoming=drop_incoming,
+            ),
+            self._datagram,
+        )
+        self.control = ControlServer(
+            socket_path,
+            self._request,
+            mode=config.control.mode,
+            max_clients=config.control.max_clients,
+        )
+        self.realtime: RealtimeStatus | None = None
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._lag: LoopLagMonitor | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._pump_scheduled = False
+        self._watchers: dict[tuple[int, int], _Watcher] = {}
+        self._dirty_topics: set[str] = set()
+
+    # -- life cycle ---------------------------------------------------------
+
+    async def serve(self, stop: asyncio.Event) -> None:
+        """Open everything, run until ``stop`` is set, then shut down in reverse."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self.transport.open(loop)  # TransportError: fatal, nothing else is open yet
+        try:
+            self.realtime = apply_realtime(self.config.realtime)
+            for warning in self.realtime.warnings:
+                log.warning("%s", warning)
+            log.info("real time: %s", describe(self.realtime))
+            await self.control.start()
+            try:
+                self._lag = LoopLagMonitor(loop)
+                self._lag.start()
+                if self.config.realtime.freeze_gc:
+                    freeze_gc()
+                log.info(
+                    "node %d epoch %d on %s, %s:%d; control socket %s",
+                    self.node_id,
+                    self.node.epoch,
+                    ",".join(self.interfaces),
+                    self.config.mesh.group or self.config.mesh.group6,
+                    self.config.mesh.port,
+                    self.socket_path,
+                )
+                self._pump()
+                await stop.wait()
+            finally:
+                if self._lag is not None:
+                    self._lag.stop()
+                await self.control.close()
+        finally:
+            if self._timer is not None:
+                self._timer.cancel()
+            self.transport.send(self.node.flush(time.monotonic()))
+            self.transport.close()
+            log.info("stopped")
+
+    # -- the data path ------------------------------------------------------
+
+    def _datagram(self, datagram: bytes, now: float) -> None:
+        self.node.feed(datagram, now)
+        self._schedule_pump()
+
+    def _schedule_pump(self) -> None:
+        if not self._pump_scheduled and self._loop is not None:
+            self._pump_scheduled = True
+            self._loop.call_soon(self._pump)
+
+    def _timer_fired(self) -> None:
+        self._timer = None
+        self.node.handle_timer(time.monotonic())
+        self._pump()
+
+    def _pump(self) -> None:
+        """Events to watchers, datagrams out, timer re-armed."""
+        self._pump_scheduled = False
+        now = time.monotonic()
+        node = self.node
+        while (event := node.next_event()) is not None:
+            if isinstance(event, SignalDelivered):
+                self._delivered(event, now)
+        if self._dirty_topics:
+            self._send_estimates(now)
+        out = node.datagrams_to_send(now)
+        if out:
+            self.transport.send(out)
+        self._arm(node.deadline(), now)
+
+    def _arm(self, deadline: float | None, now: float) -> None:
+        if self._loop is None:
+            return
+        if self._timer is not None:
+            if deadline is not None and self._timer.when() <= deadline:
+                return
+            self._timer.cancel()
+            self._timer = None
+        if deadline is None:
+            return
+        # loop.time() is time.monotonic() on both loops, so the deadline applies as is.
+        self._timer = self._loop.call_at(max(deadline, now), self._timer_fired)
+
+    # -- watchers -----------------------------------------------------------
+
+    def _delivered(self, event: SignalDelivered, now: float) -> None:
+        topic = event.signal.topic
+        for watcher in list(self._watchers.values()):
+            if not watcher.pattern.match(topic):
+                continue
+            if watcher.raw:
+                watcher.connection.send_event(
+                    watcher.id,
+                    {
+                        "type": "signal",
+                        "signal": signal_view(
+                            event.signal,
+                            received_at=event.received_at,
+                            now=now,
+                            recovered=event.recovered,
+                        ),
+                        "local": event.local,
+                    },
+                )
+            else:
+                self._dirty_topics.add(topic)
+
+    def _send_estimates(self, now: float) -> None:
+        dirty, self._dirty_topics = self._dirty_topics, set()
+        kinds = {t.topic: t.kind for t in self.node.topics(now)} if dirty else {}
+        for topic in sorted(dirty):
+            estimate = self.node.estimate(topic, now)
+            kind = kinds.get(topic, "bytes")
+            for watcher in list(self._watchers.values()):
+                if watcher.raw or not watcher.pattern.match(topic):
+                    continue
+                last = watcher.sent_at.get(topic)
+                if last is not None and now - last < WATCH_MIN_INTERVAL:
+                    self._dirty_topics.add(topic)  # coalesced into a later event
+                    continue
+                watcher.sent_at[topic] = now
+                if estimate is None:
+                    view = raw_view(topic, self.node.latest(topic))
+                else:
+                    view = estimate_view(topic, kind, estimate, sources=False)
+                watcher.connection.send_event(watcher.id, {"type": "estimate", "estimate": view})
+        if self._dirty_topics and self._loop is not None:
+            self._loop.call_later(WATCH_MIN_INTERVAL, self._schedule_pump)
+
+    # -- control requests ---------------------------------------------------
+
+    def _request(self, request: Request, connection: ControlConnection) -> object:
+        now = time.monotonic()
+        if isinstance(request, PublishRequest):
+            stamped = self.node.publish(request.signal, now)
+            self._schedule_pump()
+            return {"topic": stamped.topic, "source": stamped.source, "seq": stamped.seq}
+        if isinstance(request, GetRequest):
+            return self._get(request.topic, now)
+        if isinstance(request, WatchRequest):
+            return self._watch(request, connection)
+        if isinstance(request, TopicsRequest):
+            return self._topics(request.pattern, now)
+        if isinstance(request, StatusRequest):
+            return self.status(now)
+        if isinstance(request, PeersRequest):
+            return self._peers(now)
+        raise ControlRefusal(ErrorCode.INTERNAL, f"no handler for {request.op}")
+
+    def _get(self, topic: str, now: float) -> dict[str, Any]:
+        info = {t.topic: t for t in self.node.topics(now)}.get(topic)
+        if info is None:
+            raise ControlRefusal(ErrorCode.NOT_FOUND, f"no signal on topic {topic!r} yet")
+        estimate = self.node.estimate(topic, now)
+        if estimate is None:
+            return raw_view(topic, self.node.latest(topic))
+        return estimate_view(topic, info.kind, estimate)
+
+    def _watch(self, request: WatchRequest, connection: ControlConnection) -> dict[str, Any]:
+        key = (id(connection), request.id)
+        watcher = _Watcher(
+            request.id,
+            re.compile(fnmatch.translate(request.pattern)),
+            request.raw,
+            connection,
+        )
+        self._watchers[key] = watcher
+        connection.on_close.append(lambda: self._unwatch(key))
+        if not request.raw:
+            # A watcher starts with the current value of every matching topic.
+            for info in self.node.topics(time.monotonic()):
+                if watcher.pattern.match(info.topic):
+                    self._dirty_topics.add(info.topic)
+            self._schedule_pump()
+        return {"watching": request.pattern, "raw": request.raw}
+
+    def _unwatch(self, key: tuple[int, int]) -> None:
+        self._watchers.pop(key, None)
+
+    def _topics(self, pattern: str | None, now: float) -> dict[str, Any]:
+        regex = re.compile(fnmatch.translate(pattern)) if pattern else None
+        rows = []
+        for info in self.node.topics(now):
+            if regex is not None and not regex.match(info.topic):
+                continue
+            rows.append(topic_view(info, now, self.node.estimate(info.topic, now)))
+        return {"topics": rows}
+
+    def _peers(self, now: float) -> dict[str, Any]:
+        rows = []
+        reputation = self.node.reputation
+        for view in self.node.peers(now):
+            link = self.node.receiver.link_statistics(view.node)
+            rows.append(
+                peer_view(
+                    view,
+                    loss=link.loss_rate if link is not None else None,
+                    reputation=reputation.value(view.node),
+                )
+            )
+        return {"peers": rows}
+
+    def status(self, now: float) -> dict[str, Any]:
+        """The daemon's status as plain data (``cloudkernel status``)."""
+        stats = self.node.statistics()
+        peers = self.node.peers(now)
+        by_state = {state.value: 0 for state in PeerState}
+        for view in peers:
+            by_state[str(view.state)] += 1
+        transport = self.transport.statistics()
+        lag = self._lag.statistics() if self._lag is not None else None
+        return {
+            "version": __version__,
+            "node_id": self.node_id,
+            "epoch": stats.epoch,
+            "uptime": now - self.started,
+            "interfaces": list(self.interfaces),
+            "group": self.config.mesh.group,
+            "group6": self.config.mesh.group6,
+            "port": self.config.mesh.port,
+            "relay": self.config.mesh.relay,
+            "peers": by_state,
+            "topics": stats.topics,
+            "signals": {
+                "published": stats.published,
+                "delivered": stats.delivered,
+                "recovered": stats.recovered,
+                "relayed": stats.relayed,
+            },
+            "heartbeats": stats.heartbeats,
+            "drops": {k: v for k, v in stats.drops.items() if v},
+            "unfused": {k: v for k, v in stats.unfused.items() if v},
+            "datagrams": {
+                "received": transport.received,
+                "sent": transport.sent,
+                "send_errors": transport.send_errors,
+                "injected_drops": transport.injected_drops,
+            },
+            "realtime": {
+                "active": bool(self.realtime and self.realtime.active),
+                "summary": describe(self.realtime) if self.realtime else "not applied",
+                "warnings": list(self.realtime.warnings) if self.realtime else [],
+            },
+            "loop_lag": None
+            if lag is None
+            else {"p50": lag.p50, "p99": lag.p99, "max": lag.max, "samples": lag.count},
+            "control": {
+                "socket": self.socket_path,
+                "watchers": len(self._watchers),
+                "requests": self.control.counters.requests,
+                "events_dropped": self.control.counters.events_dropped,
+            },
+            "config": self.config.source,
+        }
+
+
+def _new_loop() -> tuple[asyncio.AbstractEventLoop, str | None]:
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.new_event_loop(), "uvloop is not installed: running on asyncio's own loop"
+    loop: asyncio.AbstractEventLoop = uvloop.new_event_loop()
+    return loop, None
+
+
+def run(config: Config, *, socket_path: str | None = None, drop_incoming: float = 0.0) -> None:
+    """Start the daemon and run it until SIGTERM or SIGINT.
+
+    :raises DaemonError: (or another :class:`CloudkernelError`) when a
+        start-up step fails; the message is one line fit for the operator.
+    """
+    node_id = config.node.resolve_id()
+    secret = load_key_file(config.node.key_file)
+    keyring = KeyRing(SwarmKey(secret))
+    epoch, warning = next_epoch(config.node.state_dir)
+    if warning:
+        log.warning("%s", warning)
+    daemon = Daemon(
+        config,
+        node_id=node_id,
+        epoch=epoch,
+        keyring=keyring,
+        socket_path=socket_path or config.control.socket_path(),
+        drop_incoming=drop_incoming,
+    )
+    loop, loop_warning = _new_loop()
+    if loop_warning:
+        log.warning("%s", loop_warning)
+    stop = asyncio.Event()
+    try:
+        asyncio.set_event_loop(loop)
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, stop.set)
+        loop.run_until_complete(daemon.serve(stop))
+    finally:
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            with contextlib.suppress(Exception):
+                loop.remove_signal_handler(signum)
+        loop.close()
+        gc.unfreeze()

@@ -1,0 +1,328 @@
+"""Real daemon processes on one host (tests/swarmproc.py): the node as users run it.
+
+Each test starts daemons with ``python -m cloudkernel run`` in a private
+network namespace and talks to them over their control sockets, through the
+client API and the CLI.  Skipped where no private network namespace can be
+made (util-linux missing, or user namespaces disabled).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import signal
+import socket
+import struct
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from swarmproc import FAST_MEMBERSHIP, ROOT, LocalSwarm
+
+from cloudkernel.client import Client
+from cloudkernel.errors import RequestFailed
+from cloudkernel.sandbox import PrivateNetwork, SandboxError
+
+pytestmark = pytest.mark.skipif(shutil.which("unshare") is None, reason="util-linux is missing")
+
+
+def _sandbox_works() -> str | None:
+    try:
+        PrivateNetwork().close()
+    except SandboxError as exc:
+        return str(exc)
+    return None
+
+
+_PROBLEM = _sandbox_works() if shutil.which("unshare") else "no unshare"
+needs_sandbox = pytest.mark.skipif(
+    _PROBLEM is not None, reason=f"no private network namespace: {_PROBLEM}"
+)
+
+_PORTS = iter(range(47600, 47700))
+
+
+@pytest.fixture
+def swarm3(tmp_path: Path) -> Iterator[LocalSwarm]:
+    swarm = LocalSwarm(tmp_path, 3, port=next(_PORTS), extra=FAST_MEMBERSHIP)
+    try:
+        swarm.start_all()
+        yield swarm
+    finally:
+        swarm.close()
+
+
+def cli(swarm: LocalSwarm, node: int, *args: str) -> subprocess.CompletedProcess[str]:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, "-m", "cloudkernel", "--socket", swarm.socket(node), *args],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env=env,
+        check=False,
+    )
+
+
+@needs_sandbox
+def test_publish_on_each_node_and_read_the_fused_value_everywhere(swarm3: LocalSwarm) -> None:
+    for node, value in ((1, "20.0"), (2, "20.4"), (3, "19.8")):
+        done = cli(swarm3, node, "publish", "room/temp", value)
+        assert done.returncode == 0, done.stderr
+
+    def fused_everywhere() -> bool:
+        for node in (1, 2, 3):
+            with swarm3.client(node) as client:
+                try:
+                    estimate = client.get("room/temp")
+                except RequestFailed:
+                    return False
+                if estimate["state"] != "ok" or estimate["sources_used"] != 3:
+                    return False
+        return True
+
+    swarm3.wait_for(fused_everywhere, 10.0, "the three readings were not fused on every node")
+    done = cli(swarm3, 2, "get", "room/temp", "--json")
+    assert done.returncode == 0, done.stderr
+    estimate = json.loads(done.stdout)
+    assert 19.8 <= estimate["value"] <= 20.4
+    human = cli(swarm3, 3, "get", "room/temp")
+    assert human.returncode == 0 and "room/temp" in human.stdout
+    topics = json.loads(cli(swarm3, 1, "topics", "--json").stdout)
+    names = (
+        [row["topic"] for row in topics]
+        if isinstance(topics, list)
+        else [row["topic"] for row in topics["topics"]]
+    )
+    assert names == ["room/temp"]
+
+
+@needs_sandbox
+def test_peers_die_when_killed_and_come_back_with_a_new_epoch(swarm3: LocalSwarm) -> None:
+    def states(node: int) -> dict[int, tuple[str, int]]:
+        with swarm3.client(node) as client:
+            return {p["node"]: (p["state"], p["epoch"]) for p in client.peers()}
+
+    swarm3.wait_for(lambda: all(len(states(n)) == 2 for n in (1, 2, 3)), 10.0, "peers did not meet")
+    old_epoch = states(1)[3][1]
+    swarm3.kill(3, signal.SIGKILL)
+    swarm3.wait_for(
+        lambda: states(1)[3][0] == "suspect" or states(1)[3][0] == "dead",
+        10.0,
+        "node 1 did not suspect the killed node",
+    )
+    swarm3.wait_for(
+        lambda: states(1)[3][0] == "dead" and states(2)[3][0] == "dead",
+        15.0,
+        "the killed node was not declared dead",
+    )
+    swarm3.start(3)
+    swarm3.wait_ready(3)
+    swarm3.wait_for(
+        lambda: states(1)[3][0] == "alive" and states(1)[3][1] > old_epoch,
+        10.0,
+        "the restarted node was not taken back with its new epoch",
+    )
+    # Its signals, numbered afresh in the new epoch, are delivered.
+    with swarm3.client(3) as client:
+        client.publish("after/restart", 1.5)
+
+    def arrived() -> bool:
+        with swarm3.client(1) as client:
+            try:
+                return bool(client.get("after/restart")["sources_total"] == 1)
+            except RequestFailed:
+                return False
+
+    swarm3.wait_for(arrived, 5.0, "a signal of the restarted node did not arrive")
+
+
+@needs_sandbox
+def test_loss_is_recovered_end_to_end(tmp_path: Path) -> None:
+    swarm = LocalSwarm(tmp_path, 2, port=next(_PORTS), extra=FAST_MEMBERSHIP, inject_loss=0.10)
+    try:
+        swarm.start_all()
+        sent = 1500
+        with swarm.client(1) as client:
+            for i in range(sent):
+                client.publish("load/seq", float(i), half_life=60.0)
+                if i % 50 == 0:
+                    time.sleep(0.01)
+        time.sleep(1.5)
+        with swarm.client(2) as client:
+            status = client.status()
+        delivered = status["signals"]["delivered"]
+        assert status["datagrams"]["injected_drops"] > 50
+        assert status["signals"]["recovered"] > 0
+        assert delivered >= 0.999 * sent, f"{delivered} of {sent} delivered"
+    finally:
+        swarm.close()
+
+
+@needs_sandbox
+def test_bad_traffic_is_counted_and_the_daemon_keeps_serving(swarm3: LocalSwarm) -> None:
+    port = int(swarm3.configs[1].read_text().split("port = ")[1].split()[0])
+    rss_before = _rss(swarm3.procs[1].pid)
+    script = f"""
+import random, socket, struct
+rng = random.Random(3)
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+dst = ("239.255.67.75", {port})
+for i in range(3000):
+    kind = i % 4
+    if kind == 0:
+        data = rng.randbytes(rng.randrange(1, 1400))
+    elif kind == 1:
+        data = b"CK" + rng.randbytes(rng.randrange(0, 60))
+    elif kind == 2:  # a well-formed header with a forged tag
+        body = rng.randbytes(40)
+        header = struct.pack(
+            ">2sBBBBHIIIIBBBB", b"CK", 1, 4, 0, 0, len(body), 99, 1, i, 0, 0, 0, 0, 0
+        )
+        data = header + body + bytes(16)
+    else:
+        data = rng.randbytes(2000)
+    s.sendto(data, dst)
+"""
+    done = swarm3.net.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    time.sleep(0.5)
+    with swarm3.client(1) as client:
+        status = client.status()
+        client.publish("still/serving", 1.0)
+    drops = status["drops"]
+    assert drops.get("malformed", 0) + drops.get("unknown-key", 0) + drops.get("bad-tag", 0) > 1000
+    assert swarm3.procs[1].poll() is None
+    assert _rss(swarm3.procs[1].pid) - rss_before < 20 * 1024 * 1024
+
+
+@needs_sandbox
+def test_malformed_control_requests_get_error_replies(swarm3: LocalSwarm) -> None:
+    path = swarm3.socket(1)
+
+    def exchange(data: bytes) -> bytes:
+        with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+            s.settimeout(5)
+            s.connect(path)
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+            chunks = []
+            while chunk := s.recv(65536):
+                chunks.append(chunk)
+            return b"".join(chunks)
+
+    import msgpack  # type: ignore[import-untyped]
+
+    def frame(obj: object) -> bytes:
+        body: bytes = msgpack.packb(obj)
+        return struct.pack(">I", len(body)) + body
+
+    def codes(reply: bytes) -> list[str]:
+        out, view = [], reply
+        while len(view) >= 4:
+            (n,) = struct.unpack(">I", view[:4])
+            message: Any = msgpack.unpackb(view[4 : 4 + n])
+            out.append(message["error"]["code"] if not message["ok"] else "ok")
+            view = view[4 + n :]
+        return out
+
+    assert codes(exchange(struct.pack(">I", 5) + b"\xc1\xc1\xc1\xc1\xc1")) == ["malformed"]
+    assert codes(exchange(struct.pack(">I", 1 << 30))) == ["too-large"]
+    assert codes(exchange(frame({"v": 9, "id": 1, "op": "status"}))) == ["unsupported-version"]
+    assert codes(exchange(frame({"v": 1, "id": 2, "op": "reboot"}))) == ["unknown-op"]
+    assert codes(exchange(frame({"v": 1, "id": 3, "op": "get", "args": {"topic": "none"}}))) == [
+        "not-found"
+    ]
+    rng = random.Random(4)
+    for _ in range(50):
+        exchange(rng.randbytes(rng.randrange(1, 300)))
+    with Client(path) as client:
+        assert client.status()["node_id"] == 1
+
+
+@needs_sandbox
+def test_without_the_right_to_real_time_the_daemon_warns_and_runs(tmp_path: Path) -> None:
+    swarm = LocalSwarm(tmp_path, 1, port=next(_PORTS), priority=40)
+    try:
+        swarm.start_all()
+        with swarm.client(1) as client:
+            realtime = client.status()["realtime"]
+        # In a user namespace there is no real CAP_SYS_NICE: SCHED_FIFO is refused.
+        assert not realtime["active"]
+        assert realtime["warnings"] and "SCHED_FIFO" in realtime["warnings"][0]
+        assert "SCHED_FIFO" in swarm.log(1)  # the warning is logged too
+    finally:
+        swarm.close()
+
+
+def _rss(pid: int) -> int:
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) * 1024
+    return 0
+
+
+@needs_sandbox
+def test_demo_runs_a_swarm_and_sums_it_up() -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, "-m", "cloudkernel", "demo", "--nodes", "4", "--duration", "4"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "deliveries made" in out and "rebuilt by FEC" in out
+    assert "liar 4: reputation on the honest nodes" in out
+    rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
+    assert len(rows) == 4 and all(row[2] == "ok" for row in rows), out
+
+
+@needs_sandbox
+def test_demo_stops_cleanly_on_ctrl_c() -> None:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-u",
+            "-m",
+            "cloudkernel",
+            "demo",
+            "--nodes",
+            "3",
+            "--liars",
+            "0",
+            "--duration",
+            "60",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=env,
+    )
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()  # "starting ..."
+        assert "starting 3 daemons" in first
+        proc.stdout.readline()  # the first live line: the swarm is up
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 130
+    assert "Traceback" not in err and "nothing left behind" in err
