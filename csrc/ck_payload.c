@@ -251,8 +251,9 @@ ck_payload_error ck_payload_decode(const uint8_t *payload, size_t length,
     for (uint32_t s = 0; s < n; s++) {
         ck_signal_record *r = &out[s];
         NEXT(&it);
-        if (it.type != ITEM_ARRAY || it.len != 8)
+        if (it.type != ITEM_ARRAY || (it.len != 8 && it.len != 9))
             FAIL(CK_PAYLOAD_SIGNAL_SHAPE);
+        uint32_t fields = it.len;
 
         NEXT(&it); /* topic */
         if (it.type != ITEM_STR || it.len == 0 || it.len > CK_PAYLOAD_MAX_TOPIC ||
@@ -326,6 +327,14 @@ ck_payload_error ck_payload_decode(const uint8_t *payload, size_t length,
         NEXT(&it);
         if (!u32(&it, &r->seq))
             FAIL(CK_PAYLOAD_NUMBER);
+        r->hops = 0;
+        if (fields == 9) {
+            uint32_t hops;
+            NEXT(&it);
+            if (!u32(&it, &hops) || hops > CK_PAYLOAD_MAX_HOPS)
+                FAIL(CK_PAYLOAD_NUMBER);
+            r->hops = (uint8_t)hops;
+        }
         *count = s + 1;
     }
     if (c.p != c.end)
@@ -341,7 +350,7 @@ const char *ck_payload_error_str(ck_payload_error error)
     case CK_PAYLOAD_TRAILING: return "bytes after the signal array";
     case CK_PAYLOAD_NOT_ARRAY: return "payload is not a msgpack array";
     case CK_PAYLOAD_TOO_MANY: return "more signals than the limit of 1024";
-    case CK_PAYLOAD_SIGNAL_SHAPE: return "a signal is not an array of 8 items";
+    case CK_PAYLOAD_SIGNAL_SHAPE: return "a signal is not an array of 8 or 9 items";
     case CK_PAYLOAD_TOPIC: return "topic is not 1..128 bytes of UTF-8 without control characters";
     case CK_PAYLOAD_VALUE:
         return "value is not a finite float, a category 0..2^32-1, 1..16 finite floats "
@@ -349,7 +358,7 @@ const char *ck_payload_error_str(ck_payload_error error)
     case CK_PAYLOAD_CONFIDENCE: return "confidence is not a float in (0, 1]";
     case CK_PAYLOAD_LIFETIME:
         return "half-life and ttl must be nil or 1..86400000 ms, not both nil";
-    case CK_PAYLOAD_NUMBER: return "age, source or seq is not an integer 0..2^32-1";
+    case CK_PAYLOAD_NUMBER: return "age, source or seq is not an integer 0..2^32-1, or hops not 0..15";
     }
     return "unknown payload error";
 }

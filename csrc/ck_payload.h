@@ -2,7 +2,8 @@
  * ck_payload.h - decode and check a signal payload (docs/PROTOCOL.md section 3).
  *
  * A payload is a msgpack array of signals; each signal is an array of eight
- * items: topic, value, confidence, half-life ms, ttl ms, age ms, source, seq.
+ * items: topic, value, confidence, half-life ms, ttl ms, age ms, source, seq;
+ * a relayed signal has a ninth, its hop count 0..15.
  * ck_payload_decode() walks the bytes once, checks every rule of section 3
  * and fills one flat record per signal, with the topic and byte values left
  * in place as offsets into the caller's buffer.  It reads untrusted bytes:
@@ -26,6 +27,7 @@
 #define CK_PAYLOAD_MAX_TOPIC 128
 #define CK_PAYLOAD_MAX_VECTOR 16
 #define CK_PAYLOAD_MAX_BYTES 64
+#define CK_PAYLOAD_MAX_HOPS 15
 #define CK_PAYLOAD_MAX_LIFETIME_MS 86400000u
 #define CK_PAYLOAD_NO_LIFETIME (-1)
 
@@ -58,6 +60,7 @@ typedef struct {
                                 the first float in the caller's vector array */
     uint8_t kind;            /* ck_value_kind */
     uint8_t value_length;    /* bytes 1..64, or vector dimension 1..16 */
+    uint8_t hops;            /* times relayed, 0..CK_PAYLOAD_MAX_HOPS (absent: 0) */
     double number;           /* CK_VALUE_FLOAT */
     uint32_t category;       /* CK_VALUE_CATEGORY */
     double confidence;       /* 0 < c <= 1 */

@@ -32,6 +32,7 @@ from cloudkernel.core.signals import (
     MAX_BYTES_VALUE,
     MAX_CATEGORY,
     MAX_ENCODED_SIGNAL,
+    MAX_HOPS,
     MAX_LIFETIME_MS,
     MAX_SIGNALS_PER_PAYLOAD,
     MAX_TOPIC_BYTES,
@@ -353,6 +354,7 @@ def test_signal_kind_and_dataclass_behaviour() -> None:
         "source",
         "seq",
         "age",
+        "hops",
     ]
 
 
@@ -449,8 +451,9 @@ def test_max_encoded_signal_is_the_largest_encoding() -> None:
         ttl=86_400,
         source=MAX_U32,
         seq=MAX_U32,
+        hops=MAX_HOPS,
     )
-    assert len(encode_signal(largest, MAX_U32)) == MAX_ENCODED_SIGNAL == 312
+    assert len(encode_signal(largest, MAX_U32)) == MAX_ENCODED_SIGNAL == 313
     # The other kinds of value at their largest are smaller.
     for value in (b"x" * MAX_BYTES_VALUE, MAX_CATEGORY, 1.5):
         assert len(encode_signal(replace(largest, value=value), MAX_U32)) < MAX_ENCODED_SIGNAL
@@ -845,7 +848,7 @@ BAD_PAYLOADS: list[tuple[str, bytes, str]] = [
     ("top level fixext", b"\xd4\x05\x00", "max_ext_len"),
     ("timestamp ext", b"\xd6\xff\x00\x00\x00\x00", "max_ext_len"),
     ("7 items", packed(GOOD[:7]), "has 7 items"),
-    ("9 items", packed([*GOOD, 0]), "has 9 items"),
+    ("10 items", packed([*GOOD, 0, 0]), "has 10 items"),
     ("0 items", packed([]), "has 0 items"),
     ("signal is a str", packed("t"), "str, not an array"),
     ("signal is a map", b"\x91\x80", "map, not an array"),
@@ -1036,4 +1039,46 @@ def test_fuzz_mutated_payloads() -> None:
 
 
 def test_signal_fields_constant() -> None:
-    assert SIGNAL_FIELDS == len(GOOD) == len(dataclasses.fields(Signal)) - 1  # qos is the frame's
+    # qos is the frame's; hops, a ninth item, only when relayed
+    assert SIGNAL_FIELDS == len(GOOD) == len(dataclasses.fields(Signal)) - 2
+
+
+# ---------------------------------------------------------------------------
+# hop counts (relayed signals)
+
+
+def test_a_relayed_signal_carries_its_hop_count_as_a_ninth_item() -> None:
+    plain = make_signal("relay/t", 2.5, ttl=1)
+    relayed = make_signal("relay/t", 2.5, ttl=1, source=7, seq=9, hops=3)
+    plain_bytes = encode_signal(plain, 0, source=7, seq=9)
+    relayed_bytes = encode_signal(relayed, 0)
+    assert plain_bytes[0] == 0x98  # fixarray of 8: unchanged for signals not relayed
+    assert relayed_bytes[0] == 0x99 and relayed_bytes[-1] == 3
+    assert len(relayed_bytes) == len(plain_bytes) + 1
+    for decode in (decode_payload, decode_payload_reference):
+        body = b"\x92" + plain_bytes + relayed_bytes
+        first, second = decode(body, QoS.NORMAL)
+        assert (first.hops, second.hops) == (0, 3)
+        assert (second.source, second.seq) == (7, 9)
+
+
+@pytest.mark.parametrize("hops", [-1, 16, 1.0, True, "1"])
+def test_hops_out_of_range_are_refused(hops: object) -> None:
+    with pytest.raises(SignalError, match="hops"):
+        make_signal("t", 1.0, ttl=1, hops=hops)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("hops", [16, 255, -1, 1.5, None])
+def test_bad_hop_counts_are_bad_payloads(hops: object) -> None:
+    item = ["t", 1.0, 1.0, None, 1000, 0, 7, 9, hops]
+    body = msgpack.packb([item], use_bin_type=True)
+    for decode in (decode_payload, decode_payload_reference):
+        with pytest.raises(PayloadError, match=r"hops|8 or 9|signal 0"):
+            decode(body, QoS.NORMAL)
+
+
+def test_ten_items_are_a_bad_payload() -> None:
+    body = msgpack.packb([["t", 1.0, 1.0, None, 1000, 0, 7, 9, 1, 1]], use_bin_type=True)
+    for decode in (decode_payload, decode_payload_reference):
+        with pytest.raises(PayloadError):
+            decode(body, QoS.NORMAL)

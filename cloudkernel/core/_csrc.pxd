@@ -69,6 +69,7 @@ cdef extern from "ck_payload.h" nogil:
         uint32_t value_offset
         uint8_t kind
         uint8_t value_length
+        uint8_t hops
         double number
         uint32_t category
         double confidence

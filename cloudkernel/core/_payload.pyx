@@ -84,9 +84,13 @@ cdef object _signal_type = None
 cdef object _payload_error = None
 cdef object _qos_type = None
 cdef Py_ssize_t _off_topic, _off_value, _off_confidence, _off_half_life, _off_ttl
-cdef Py_ssize_t _off_qos, _off_source, _off_seq, _off_age
+cdef Py_ssize_t _off_qos, _off_source, _off_seq, _off_age, _off_hops
 
-_FIELDS = ("topic", "value", "confidence", "half_life", "ttl", "qos", "source", "seq", "age")
+_FIELDS = (
+    "topic", "value", "confidence", "half_life", "ttl", "qos", "source", "seq", "age", "hops"
+)
+# small ints are cached by CPython: one object per hop count
+_HOPS = tuple(range(16))
 
 
 cdef Py_ssize_t _slot_offset(object cls, str name) except -1:
@@ -100,7 +104,7 @@ def bind(signal_type, payload_error, qos_type):
     """Tell the decoder which class to build, what to raise, and the QoS enum."""
     global _signal_type, _payload_error, _qos_type
     global _off_topic, _off_value, _off_confidence, _off_half_life, _off_ttl
-    global _off_qos, _off_source, _off_seq, _off_age
+    global _off_qos, _off_source, _off_seq, _off_age, _off_hops
     if tuple(signal_type.__slots__) != _FIELDS:
         raise TypeError(f"Signal slots are {signal_type.__slots__}, expected {_FIELDS}")
     _off_topic = _slot_offset(signal_type, "topic")
@@ -112,6 +116,7 @@ def bind(signal_type, payload_error, qos_type):
     _off_source = _slot_offset(signal_type, "source")
     _off_seq = _slot_offset(signal_type, "seq")
     _off_age = _slot_offset(signal_type, "age")
+    _off_hops = _slot_offset(signal_type, "hops")
     _signal_type = signal_type
     _payload_error = payload_error
     _qos_type = qos_type
@@ -268,6 +273,7 @@ def decode_payload(body, qos, double age_offset=0.0):
                 last_age = r.age_ms
                 age = PyFloat_FromDouble(<double> r.age_ms / 1000.0 + age_offset)
             _put(signal, _off_age, age)
+            _put(signal, _off_hops, _HOPS[r.hops])
             Py_INCREF(signal)
             PyObject_GC_Track(signal)
             PyList_SET_ITEM(signals, <Py_ssize_t> i, signal)

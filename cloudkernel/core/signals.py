@@ -48,6 +48,7 @@ __all__ = [
     "MAX_BYTES_VALUE",
     "MAX_CATEGORY",
     "MAX_ENCODED_SIGNAL",
+    "MAX_HOPS",
     "MAX_LIFETIME_MS",
     "MAX_SIGNALS_PER_PAYLOAD",
     "MAX_TOPIC_BYTES",
@@ -72,18 +73,22 @@ MAX_CATEGORY = 2**32 - 1
 MAX_LIFETIME_MS = 86_400_000
 MAX_U32 = 2**32 - 1
 #: items in the msgpack array of one signal
+#: items of a signal as its source publishes it; a relayed one has a ninth, its hop count
 SIGNAL_FIELDS = 8
+#: times a signal may have been relayed (the ninth item, 0..15: one msgpack byte)
+MAX_HOPS = 15
 MAX_SIGNALS_PER_PAYLOAD = 1024
 
 #: The largest encoding :func:`encode_signal` can return.  A sender's payload
 #: budget must be at least this plus 1 (the array header of a one-signal
 #: payload), so that any signal fits in an empty :class:`PayloadBuilder`.
 MAX_ENCODED_SIGNAL = (
-    1  # fixarray header of the 8 items
+    1  # fixarray header of the 8 or 9 items
     + (2 + MAX_TOPIC_BYTES)  # str8 header and the topic
     + (3 + 9 * MAX_VECTOR_DIM)  # array16 of float64s, the largest value (bin8 of 64: 66)
     + 9  # confidence: float64
     + 5 * 5  # half-life, ttl, age, source, seq: uint32 at most
+    + 1  # hops, a positive fixint, when relayed
 )
 
 Value: TypeAlias = float | int | tuple[float, ...] | bytes
@@ -156,6 +161,8 @@ class Signal:
     """The publisher's sequence number of the signal, 0..2^32-1."""
     age: float = 0.0
     """Seconds: the age the sender reported (0 for a signal made here)."""
+    hops: int = 0
+    """Times the signal has been relayed, 0..15 (0: as its source sent it)."""
 
     @property
     def kind(self) -> Literal["float", "category", "vector", "bytes"]:
@@ -336,6 +343,7 @@ def make_signal(
     source: int = 0,
     seq: int = 0,
     age: float = 0.0,
+    hops: int = 0,
 ) -> Signal:
     """A :class:`Signal` from a caller's values, checked against every limit.
 
@@ -352,6 +360,7 @@ def make_signal(
     :param source: node id of the publisher, 0..2^32-1 (0: this node's own).
     :param seq: the publisher's sequence number, 0..2^32-1.
     :param age: seconds, finite and >= 0.
+    :param hops: times the signal has been relayed, 0..15.
     :raises SignalError: naming the field, the value and the limit.
     """
     checked_topic = _topic(topic)
@@ -369,6 +378,8 @@ def make_signal(
     checked_age = _real("age", age)
     if checked_age < 0.0:
         raise _fail("age", age, "is negative; the limit is age >= 0")
+    if type(hops) is not int or not 0 <= hops <= MAX_HOPS:
+        raise _fail("hops", hops, f"is not an int in 0..{MAX_HOPS}")
     return Signal(
         checked_topic,
         checked_value,
@@ -379,6 +390,7 @@ def make_signal(
         _u32("source", source),
         _u32("seq", seq),
         checked_age,
+        hops,
     )
 
 
@@ -404,6 +416,7 @@ def check_signal(signal: Signal) -> Signal:
         source=signal.source,
         seq=signal.seq,
         age=signal.age,
+        hops=signal.hops,
     )
 
 
@@ -427,20 +440,21 @@ def encode_signal(
     half_life = signal.half_life
     ttl = signal.ttl
     age_ms = int(age_ms)
-    encoded: bytes = _packb(
-        (
-            signal.topic,
-            signal.value,
-            signal.confidence,
-            None if half_life is None else _lifetime_ms(half_life),
-            None if ttl is None else _lifetime_ms(ttl),
-            0 if age_ms < 0 else MAX_U32 if age_ms > MAX_U32 else age_ms,
-            signal.source if source is None else _u32("source", source),
-            signal.seq if seq is None else _u32("seq", seq),
-        ),
-        use_bin_type=True,
-        use_single_float=False,
+    items: tuple[object, ...] = (
+        signal.topic,
+        signal.value,
+        signal.confidence,
+        None if half_life is None else _lifetime_ms(half_life),
+        None if ttl is None else _lifetime_ms(ttl),
+        0 if age_ms < 0 else MAX_U32 if age_ms > MAX_U32 else age_ms,
+        signal.source if source is None else _u32("source", source),
+        signal.seq if seq is None else _u32("seq", seq),
     )
+    if signal.hops:
+        # Only a relayed signal carries its hop count: what a source sends
+        # is the same eight items with or without relaying in the swarm.
+        items += (signal.hops,)
+    encoded: bytes = _packb(items, use_bin_type=True, use_single_float=False)
     return encoded
 
 
@@ -594,9 +608,15 @@ def decode_payload_reference(
     signals: list[Signal] = []
     append = signals.append
     for item in items:
-        if type(item) is not tuple or len(item) != SIGNAL_FIELDS:
+        if type(item) is not tuple:
             raise PayloadError(_payload_problem(items))
-        topic, value, confidence, half_life, ttl, age, source, seq = item
+        if len(item) == SIGNAL_FIELDS:
+            topic, value, confidence, half_life, ttl, age, source, seq = item
+            hops = 0
+        elif len(item) == SIGNAL_FIELDS + 1:
+            topic, value, confidence, half_life, ttl, age, source, seq, hops = item
+        else:
+            raise PayloadError(_payload_problem(items))
         kind = type(value)
         # unpackb enforced the topic's length in bytes and a bin's upper bound
         # (max_str_len, max_bin_len).  A printable str has no control
@@ -627,6 +647,8 @@ def decode_payload_reference(
             and type(source) is int
             and type(seq) is int
             and not (age | source | seq) >> 32
+            and type(hops) is int
+            and 0 <= hops <= MAX_HOPS
         ):
             raise PayloadError(_payload_problem(items))
         signal: Any = _new(_BlankSignal)
@@ -639,6 +661,7 @@ def decode_payload_reference(
         signal.source = source
         signal.seq = seq
         signal.age = age / 1000 + age_offset
+        signal.hops = hops
         signal.__class__ = Signal
         append(signal)
     return signals
@@ -660,9 +683,10 @@ def _signal_problem(item: object) -> str | None:
     """Why one decoded item is not a valid signal, or None if it is."""
     if type(item) is not tuple:
         return f"is a msgpack {_wire_type(item)}, not an array"
-    if len(item) != SIGNAL_FIELDS:
-        return f"has {len(item)} items; a signal has {SIGNAL_FIELDS}"
-    topic, value, confidence, half_life, ttl, age, source, seq = item
+    if len(item) not in (SIGNAL_FIELDS, SIGNAL_FIELDS + 1):
+        return f"has {len(item)} items; a signal has {SIGNAL_FIELDS} or {SIGNAL_FIELDS + 1}"
+    topic, value, confidence, half_life, ttl, age, source, seq = item[:SIGNAL_FIELDS]
+    hops = item[SIGNAL_FIELDS] if len(item) > SIGNAL_FIELDS else 0
     if type(topic) is not str:
         return f"topic {_show(topic)} is a msgpack {_wire_type(topic)}, not a str"
     if not topic:
@@ -691,6 +715,10 @@ def _signal_problem(item: object) -> str | None:
             return f"{name} {_show(number)} is a msgpack {_wire_type(number)}, not an int"
         if not 0 <= number <= MAX_U32:
             return f"{name} {number} is out of range; the limit is 0..{MAX_U32}"
+    if type(hops) is not int:
+        return f"hops {_show(hops)} is a msgpack {_wire_type(hops)}, not an int"
+    if not 0 <= hops <= MAX_HOPS:
+        return f"hops {hops} is out of range; the limit is 0..{MAX_HOPS}"
     return None
 
 

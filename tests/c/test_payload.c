@@ -189,6 +189,23 @@ static void test_good_signal(void)
     CHECK_EQ(r->age_ms, 0);
     CHECK_EQ(r->source, 1);
     CHECK_EQ(r->seq, 2);
+    CHECK_EQ(r->hops, 0);
+}
+
+/* A relayed signal: a ninth item, its hop count 0..15, in any uint width. */
+static void test_relayed_signal(void)
+{
+    static const char *const hops[] = {"00", "03", "0f", "cc 0f", "cd 000f", "ce 0000000f"};
+    static const int want[] = {0, 3, 15, 15, 15, 15};
+    for (size_t i = 0; i < sizeof hops / sizeof hops[0]; i++) {
+        char hex[256];
+        snprintf(hex, sizeof hex, "91 99" T_ V_ C_ HL_ TTL_ AGE_ SRC_ SEQ_ "%s", hops[i]);
+        const ck_signal_record *r = ONE(hex);
+        if (!r)
+            continue;
+        CHECK_EQ(r->seq, 2);
+        CHECK_EQ(r->hops, want[i]);
+    }
 }
 
 static void test_outer_array_widths(void)
@@ -710,11 +727,15 @@ static void test_refuse_structure(void)
         hx(GOOD_SIG);
     REFUSE_BUILT(CK_PAYLOAD_TOO_MANY, "1025 whole signals");
 
-    /* a signal that is not an array of 8 */
+    /* a signal that is not an array of 8, or of 9 with its hop count */
     REFUSE(CK_PAYLOAD_SIGNAL_SHAPE, "91 97" T_ V_ C_ HL_ TTL_ AGE_ SRC_);       /* 7 */
-    REFUSE(CK_PAYLOAD_SIGNAL_SHAPE, "91 99" T_ V_ C_ HL_ TTL_ AGE_ SRC_ SEQ_ "00"); /* 9 */
+    REFUSE(CK_PAYLOAD_SIGNAL_SHAPE, "91 9a" T_ V_ C_ HL_ TTL_ AGE_ SRC_ SEQ_ "00 00"); /* 10 */
     REFUSE(CK_PAYLOAD_SIGNAL_SHAPE, "91 dc 0007" T_ V_ C_ HL_ TTL_ AGE_ SRC_);  /* 7, array 16 */
-    REFUSE(CK_PAYLOAD_SIGNAL_SHAPE, "91 dd 00000009" T_ V_ C_ HL_ TTL_ AGE_ SRC_ SEQ_ "00");
+    REFUSE(CK_PAYLOAD_SIGNAL_SHAPE, "91 dd 0000000a" T_ V_ C_ HL_ TTL_ AGE_ SRC_ SEQ_ "00 00");
+    /* the ninth item, hops: 0..15 */
+    REFUSE(CK_PAYLOAD_NUMBER, "91 99" T_ V_ C_ HL_ TTL_ AGE_ SRC_ SEQ_ "10");   /* 16 */
+    REFUSE(CK_PAYLOAD_NUMBER, "91 99" T_ V_ C_ HL_ TTL_ AGE_ SRC_ SEQ_ "c0");   /* nil */
+    REFUSE(CK_PAYLOAD_NUMBER, "91 99" T_ V_ C_ HL_ TTL_ AGE_ SRC_ SEQ_ "ff");   /* -1 */
     REFUSE(CK_PAYLOAD_SIGNAL_SHAPE, "91 90");            /* empty */
     REFUSE(CK_PAYLOAD_SIGNAL_SHAPE, "91 c0");            /* nil */
     REFUSE(CK_PAYLOAD_SIGNAL_SHAPE, "91 88");            /* fixmap of 8 */
@@ -1046,6 +1067,7 @@ static void test_error_strings(void)
 int main(void)
 {
     test_good_signal();
+    test_relayed_signal();
     test_outer_array_widths();
     test_max_signals();
     test_topic_encodings();

@@ -181,6 +181,7 @@ static int same_record(const ck_signal_record *a, const ck_signal_record *b,
     if (a->topic_offset != b->topic_offset || a->topic_length != b->topic_length ||
         a->kind != b->kind || a->half_life_ms != b->half_life_ms || a->ttl_ms != b->ttl_ms ||
         a->age_ms != b->age_ms || a->source != b->source || a->seq != b->seq ||
+        a->hops != b->hops ||
         memcmp(&a->confidence, &b->confidence, sizeof(double)) != 0)
         return 0;
     switch (a->kind) {
@@ -312,6 +313,8 @@ typedef struct {
     double confidence;
     int64_t half_life_ms, ttl_ms;
     uint32_t age_ms, source, seq;
+    uint8_t hops; /* 0: eight items, or a ninth that is 0 */
+    int ninth;    /* written with a ninth item (hops) */
 } expected_signal;
 
 static expected_signal expect[CK_PAYLOAD_MAX_SIGNALS + 1];
@@ -502,7 +505,8 @@ enum {
     BREAK_SOURCE,
     BREAK_SEQ,
     BREAK_SEVEN_ITEMS,
-    BREAK_NINE_ITEMS,
+    BREAK_TEN_ITEMS,
+    BREAK_HOPS,
     BREAKS
 };
 static const ck_payload_error break_code[BREAKS] = {
@@ -512,6 +516,7 @@ static const ck_payload_error break_code[BREAKS] = {
     CK_PAYLOAD_CONFIDENCE, CK_PAYLOAD_LIFETIME,   CK_PAYLOAD_LIFETIME,
     CK_PAYLOAD_LIFETIME,   CK_PAYLOAD_NUMBER,     CK_PAYLOAD_NUMBER,
     CK_PAYLOAD_NUMBER,     CK_PAYLOAD_SIGNAL_SHAPE, CK_PAYLOAD_SIGNAL_SHAPE,
+    CK_PAYLOAD_NUMBER,
 };
 
 /* Past 2^32 - 1, for the u32 fields and the category. */
@@ -566,8 +571,11 @@ static void build_signal(expected_signal *s, int brk)
     s->age_ms = random_u32();
     s->source = random_u32();
     s->seq = random_u32();
+    /* a relayed signal's ninth item, its hop count */
+    s->ninth = brk == BREAK_HOPS || brk == BREAK_TEN_ITEMS || (next() & 3) == 0;
+    s->hops = s->ninth ? (uint8_t)below(CK_PAYLOAD_MAX_HOPS + 1) : 0;
 
-    put_array_header(brk == BREAK_SEVEN_ITEMS ? 7 : brk == BREAK_NINE_ITEMS ? 9 : 8);
+    put_array_header(brk == BREAK_SEVEN_ITEMS ? 7 : brk == BREAK_TEN_ITEMS ? 10 : 8 + s->ninth);
     if (brk == BREAK_TOPIC_EMPTY) {
         put_str_header(0);
     } else if (brk == BREAK_TOPIC_LONG) {
@@ -625,7 +633,9 @@ static void build_signal(expected_signal *s, int brk)
     put_uint(brk == BREAK_SOURCE ? above_u32() : s->source);
     if (brk != BREAK_SEVEN_ITEMS)
         put_uint(brk == BREAK_SEQ ? above_u32() : s->seq);
-    if (brk == BREAK_NINE_ITEMS)
+    if (s->ninth)
+        put_uint(brk == BREAK_HOPS ? CK_PAYLOAD_MAX_HOPS + 1 + below(300) : s->hops);
+    if (brk == BREAK_TEN_ITEMS)
         put(0xc0);
 }
 
@@ -661,7 +671,8 @@ static void check_built(const uint8_t *data, size_t n, size_t at, int brk)
                  r->kind == s->kind &&
                  memcmp(&r->confidence, &s->confidence, sizeof(double)) == 0 &&
                  r->half_life_ms == s->half_life_ms && r->ttl_ms == s->ttl_ms &&
-                 r->age_ms == s->age_ms && r->source == s->source && r->seq == s->seq;
+                 r->age_ms == s->age_ms && r->source == s->source && r->seq == s->seq &&
+                 r->hops == s->hops;
         if (ok && s->kind == CK_VALUE_FLOAT)
             ok = memcmp(&r->number, &s->number, sizeof(double)) == 0;
         else if (ok && s->kind == CK_VALUE_CATEGORY)
