@@ -12,6 +12,7 @@ from linksim import Impairment, keyring
 from meshsim import Swarm
 
 from cloudkernel.consensus import FilterConfig
+from cloudkernel.core.events import SignalsReceived
 from cloudkernel.core.membership import (
     MembershipConfig,
     PeerDied,
@@ -250,3 +251,75 @@ def test_mutated_frames_never_raise() -> None:
         target.feed(bytes(frame), swarm.now)
     drops = target.statistics().drops
     assert sum(drops.values()) > 0
+
+
+def _line(n: int) -> list[tuple[int, int]]:
+    return [pair for a in range(1, n) for pair in ((a, a + 1), (a + 1, a))]
+
+
+@pytest.mark.parametrize(("hop_limit", "reach"), [(1, 3), (2, 4), (3, 5)])
+def test_the_hop_limit_bounds_how_far_relays_carry(hop_limit: int, reach: int) -> None:
+    swarm = Swarm(5, edges=_line(5), config=MeshConfig(relay=True, hop_limit=hop_limit))
+    swarm.run(0.5)
+    swarm.publish(1, reading("far", 7.0))
+    swarm.run(0.5)
+    for node in range(2, 6):
+        got = swarm.delivered(node, "far")
+        if node <= reach:
+            assert [s.value for s in got] == [7.0], f"node {node}"
+            assert got[0].hops == node - 2  # relayed node - 2 times on the way
+        else:
+            assert got == [], f"node {node} is past the hop limit"
+
+
+def test_a_bad_hop_limit_is_refused() -> None:
+    with pytest.raises(ValueError, match="hop_limit"):
+        MeshConfig(hop_limit=0)
+    with pytest.raises(ValueError, match="hop_limit"):
+        MeshConfig(hop_limit=16)
+
+
+def test_a_restart_is_noticed_across_a_relay() -> None:
+    """The source's new epoch comes in a heartbeat relayed like its data: the
+    heartbeat gets through although its numbers start afresh, and resets
+    the numbering before the new run's data is checked."""
+    swarm = Swarm(3, edges=LINE, config=MeshConfig(relay=True))
+    swarm.run(1.0)
+    for i in range(600):
+        swarm.publish(1, reading("before", float(i)))
+        if i % 50 == 0:
+            swarm.run(0.01)
+    swarm.run(0.5)
+    assert len(swarm.delivered(3, "before")) == 600
+    swarm.stop(1)
+    swarm.run(0.5)
+    swarm.start(1)  # epoch 2: its signal numbers start at 0 again
+    swarm.run(1.0)
+    for i in range(200):
+        swarm.publish(1, reading("after", float(i)))
+    swarm.run(0.5)
+    assert sorted(s.value for s in swarm.delivered(3, "after")) == [float(i) for i in range(200)]
+    restarted = [e for e in swarm.of_type(3, PeerRestarted) if e.node == 1]
+    assert restarted and restarted[-1].new_epoch == 2
+
+
+def test_signals_with_no_source_or_a_borrowed_one_are_dropped() -> None:
+    swarm = Swarm(2)
+    sender = swarm.nodes[1].sender
+    # source 3 is not the frame's sender (node 1), and the signal was not relayed
+    for i, source in enumerate((0, 3)):
+        forged = replace(reading("forged", 1.0), source=source, seq=50 + i)
+        sender.publish(forged, swarm.now)
+    swarm.run(0.1)
+    # A sender stamps source 0 as its own, so that one arrives as node 1's;
+    # the borrowed source 3 is dropped.
+    assert [s.source for s in swarm.delivered(2, "forged")] == [1]
+    assert swarm.nodes[2].statistics().drops["bad-source"] == 1
+
+
+def test_source_zero_from_the_network_is_dropped_not_taken_for_our_own() -> None:
+    node = MeshNode(1, 1, keyring(), MeshConfig(relay=True), now=0.0)
+    anonymous = replace(reading("anon", 1.0), source=0, seq=5, hops=1)
+    node._received(SignalsReceived(2, 1, QoS.NORMAL, [anonymous], 0.0, False), 0.0)
+    stats = node.statistics()
+    assert (stats.drops["bad-source"], stats.delivered, stats.relayed) == (1, 0, 0)

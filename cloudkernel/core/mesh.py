@@ -26,10 +26,12 @@ What it adds to the pipeline (``sender``, ``receiver``):
 * **Duplicate suppression** by (source, signal sequence number), so a signal
   heard on several interfaces or through several relays is delivered once
   (:mod:`~cloudkernel.core.dedup`); copies of our own signals are dropped.
-* **Relaying** (``relay=True``): every new signal of another source is
-  published again, unchanged (source, sequence number and QoS kept), so it
+* **Relaying** (``relay=True``): every new signal of another source whose hop
+  count is below ``hop_limit`` is published again, unchanged (source,
+  sequence number and QoS kept) but for its hop count, one higher, so it
   crosses A - B - C where A and C do not hear each other.  Each node relays
-  a signal at most once, which bounds a flood to one copy per node.
+  a signal at most once, which bounds a flood to one copy per node; the hop
+  limit bounds how far it spreads.
 * **Per-topic consensus**: one filter per topic, of the kind the policy gives
   (by default the kind of the topic's first value), all sharing one
   reputation table.  A reading's time is ``now`` less the age its sender
@@ -38,8 +40,15 @@ What it adds to the pipeline (``sender``, ``receiver``):
 
 Every untrusted input ends as a counted drop (``statistics().drops``), never
 an exception: the pipeline's reasons for frames, and for signals
-``own-signal``, ``duplicate-signal``, ``too-old-signal`` and
-``bad-heartbeat``.  A signal that is delivered (reported to the adapter as
+``own-signal``, ``bad-source`` (source 0, or a signal not relayed whose
+source is not its frame's sender), ``duplicate-signal``, ``too-old-signal``
+and ``bad-heartbeat``.
+
+The swarm key proves that a frame comes from a member of the swarm, not
+which member: a node holding the key can claim any source.  These checks
+catch mistakes and stale copies, not a malicious member.
+
+A signal that is delivered (reported to the adapter as
 :class:`SignalDelivered`) but does not enter its topic's consensus is
 counted in ``statistics().unfused``: ``kind-mismatch``,
 ``too-many-topics``, or ``consensus-<reason>`` for the filter's own reasons
@@ -71,7 +80,7 @@ from .membership import (
 )
 from .receiver import Receiver, ReceiverConfig
 from .sender import Sender, SenderConfig
-from .signals import MAX_U32, QoS, Signal
+from .signals import MAX_HOPS, MAX_U32, QoS, Signal
 
 __all__ = [
     "HEARTBEAT_TOPIC",
@@ -102,7 +111,13 @@ _STATE_CODES = {PeerState.ALIVE: 0, PeerState.SUSPECT: 1, PeerState.DEAD: 2}
 _STATES_BY_CODE = {code: state for state, code in _STATE_CODES.items()}
 
 #: signal drop reasons of the node (the frame reasons are the receiver's)
-SIGNAL_DROP_REASONS = ("own-signal", "duplicate-signal", "too-old-signal", "bad-heartbeat")
+SIGNAL_DROP_REASONS = (
+    "own-signal",
+    "bad-source",
+    "duplicate-signal",
+    "too-old-signal",
+    "bad-heartbeat",
+)
 #: why a delivered signal did not enter its topic's consensus: these, and
 #: ``consensus-<reason>`` for the filter's own (``older``, ``not-finite``, ...)
 UNFUSED_REASONS = ("kind-mismatch", "too-many-topics")
@@ -127,6 +142,8 @@ class MeshConfig:
     reputation: ReputationConfig = field(default_factory=ReputationConfig)
     #: publish every new signal of another source again (multi-hop swarms)
     relay: bool = False
+    #: relay only signals relayed fewer times than this (1..15)
+    hop_limit: int = 3
     #: topics held at most; signals of further topics are dropped and counted
     max_topics: int = 4096
     #: signal sequence numbers remembered per source, for duplicate suppression
@@ -137,6 +154,8 @@ class MeshConfig:
     def __post_init__(self) -> None:
         if self.max_topics < 1:
             raise ValueError(f"max_topics must be >= 1, got {self.max_topics!r}")
+        if not 1 <= self.hop_limit <= MAX_HOPS:
+            raise ValueError(f"hop_limit must be 1..{MAX_HOPS}, got {self.hop_limit!r}")
         if not 1 <= self.dedup_window <= 65536:
             raise ValueError(f"dedup_window must be 1..65536, got {self.dedup_window!r}")
 
@@ -279,6 +298,8 @@ class MeshNode:
         self._events: deque[MeshEvent] = deque()
         #: reports about us that came without their heartbeat, by reporter
         self._waiting_reports: OrderedDict[int, PeerReport] = OrderedDict()
+        #: newest (epoch, heartbeat number) heard from each source
+        self._heartbeat_marks: OrderedDict[int, tuple[int, int]] = OrderedDict()
         #: peers whose latest report about us had no loss measured yet
         self._unmeasured: set[int] = set()
         self._heartbeat_seq = 0
@@ -360,6 +381,11 @@ class MeshNode:
             return None
         return held.filter.estimate(now)
 
+    def topic_kind(self, topic: str) -> str | None:
+        """A held topic's kind (a filter's kind, or "bytes"); None if not held."""
+        held = self._topics.get(topic)
+        return None if held is None else held.kind
+
     def latest(self, topic: str) -> list[Signal]:
         """A raw topic's latest signal per source (sorted by source)."""
         held = self._topics.get(topic)
@@ -404,34 +430,46 @@ class MeshNode:
 
     def _received(self, event: SignalsReceived, now: float) -> None:
         announcements: list[Signal] = []
+        others: list[Signal] = []
         reports: dict[tuple[int, int], PeerReport] = {}
         for signal in event.signals:
             if signal.source == self.node_id:
                 self._drops["own-signal"] += 1
                 continue
+            if signal.source == 0 or (signal.hops == 0 and signal.source != event.sender):
+                # A signal not relayed comes from its source itself; source 0
+                # is no node (a relay would take it for its own).
+                self._drops["bad-source"] += 1
+                continue
+            if signal.topic == HEARTBEAT_TOPIC:
+                announcements.append(signal)
+                continue
+            if signal.topic == REPORT_TOPIC:
+                parsed = self._parse_report(signal)
+                if parsed is None:
+                    continue
+                if parsed[1] is not None:
+                    reports[parsed[0]] = parsed[1]
+            elif signal.topic.startswith(RESERVED_PREFIX):
+                self._drops["bad-heartbeat"] += 1
+                continue
+            others.append(signal)
+        # Heartbeats first: a source's new epoch, learnt here, restarts its
+        # signal numbers before the rest of the frame is checked against them.
+        for signal in announcements:
+            self._heard(signal, reports, now)
+        for signal in others:
             seen = self._seen.admit(signal.source, signal.seq)
             if seen != "new":
                 self._drops[f"{seen}-signal"] += 1
                 continue
-            if self.config.relay:
-                self.sender.publish(signal, now)
-                self._relayed += 1
-            if signal.topic.startswith(RESERVED_PREFIX):
-                if signal.topic == HEARTBEAT_TOPIC:
-                    announcements.append(signal)
-                elif signal.topic == REPORT_TOPIC:
-                    parsed = self._parse_report(signal)
-                    if parsed is not None:
-                        reports[parsed[0]] = parsed[1]
-                else:
-                    self._drops["bad-heartbeat"] += 1
+            self._relay(signal, now)
+            if signal.topic == REPORT_TOPIC:
                 continue
             self._delivered += 1
             if event.recovered:
                 self._recovered += 1
             self._take(signal, now, sender=event.sender, recovered=event.recovered, local=False)
-        for signal in announcements:
-            self._heard(signal, reports, now)
         for (source, _), report in reports.items():
             # A report about us without its heartbeat in this frame: it
             # rides with that peer's next heartbeat.
@@ -440,8 +478,14 @@ class MeshNode:
             while len(self._waiting_reports) > self.config.membership.max_peers:
                 self._waiting_reports.popitem(last=False)
 
-    def _parse_report(self, signal: Signal) -> tuple[tuple[int, int], PeerReport] | None:
-        """((reporter, heartbeat number), report) for a report about us; None otherwise."""
+    def _relay(self, signal: Signal, now: float) -> None:
+        if self.config.relay and signal.hops < self.config.hop_limit:
+            self.sender.publish(replace(signal, hops=signal.hops + 1), now)
+            self._relayed += 1
+
+    def _parse_report(self, signal: Signal) -> tuple[tuple[int, int], PeerReport | None] | None:
+        """((reporter, heartbeat number), the report if it is about us), or
+        None (counted) when the report is malformed."""
         value = signal.value
         if not isinstance(value, tuple) or len(value) != 7:
             self._drops["bad-heartbeat"] += 1
@@ -464,7 +508,7 @@ class MeshNode:
             self._drops["bad-heartbeat"] += 1
             return None
         if peer != self.node_id:
-            return None
+            return (signal.source, number), None
         if loss == _UNMEASURED:
             if len(self._unmeasured) >= self.config.membership.max_peers:
                 self._unmeasured.clear()  # bounded; at worst an early zero counts
@@ -489,6 +533,18 @@ class MeshNode:
         if epoch is None or incarnation is None or number is None or not 0.0 < interval <= 3600:
             self._drops["bad-heartbeat"] += 1
             return
+        # Heartbeats are numbered per epoch: only a newer (epoch, number) is
+        # news.  Copies from several relays or radios stop here, and a new
+        # epoch gets through even though its signal numbers start afresh.
+        mark = self._heartbeat_marks.get(signal.source)
+        if mark is not None and (epoch, number) <= mark:
+            self._drops["duplicate-signal"] += 1
+            return
+        self._heartbeat_marks[signal.source] = (epoch, number)
+        self._heartbeat_marks.move_to_end(signal.source)
+        while len(self._heartbeat_marks) > self.config.membership.max_peers:
+            self._heartbeat_marks.popitem(last=False)
+        self._relay(signal, now)
         about_us = reports.pop((signal.source, number), None)
         if about_us is None:
             about_us = self._waiting_reports.pop(signal.source, None)
