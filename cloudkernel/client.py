@@ -324,6 +324,10 @@ class _Connection:
         return item
 
     def close(self) -> None:
+        # shutdown first: close() alone leaves a recv blocked in another
+        # thread waiting, and the daemon never sees the end of the stream.
+        with contextlib.suppress(OSError):
+            self._sock.shutdown(socket.SHUT_RDWR)
         self._sock.close()
 
 
@@ -392,17 +396,23 @@ class Watch(Iterator[dict[str, Any]]):
                 self.ended = str(_dict("watch", result).get("ended", ""))
                 raise StopIteration
             self._take_event(item)
-        except BaseException:
+        except StopIteration:
             self.close()
+            raise
+        except BaseException:
+            closed_here = self._connection is not connection
+            self.close()
+            if closed_here:  # closed from another thread while waiting: the end
+                raise StopIteration from None
             raise
         return self._early.popleft()
 
     def close(self) -> None:
         """Stop the stream and close its connection; idempotent."""
         self._early.clear()
-        if self._connection is not None:
-            self._connection.close()
-            self._connection = None
+        connection, self._connection = self._connection, None
+        if connection is not None:
+            connection.close()
 
     def __enter__(self) -> Self:
         return self

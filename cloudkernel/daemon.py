@@ -54,7 +54,7 @@ from .core.control import (
 )
 from .core.membership import PeerState
 from .core.mesh import MeshConfig, MeshNode, SignalDelivered
-from .epoch import next_epoch
+from .epoch import keep_epoch, next_epoch
 from .errors import CloudkernelError
 from .keyfile import load_key_file
 from .realtime import RealtimeStatus, apply_realtime, describe, freeze_gc
@@ -66,6 +66,8 @@ log = logging.getLogger("cloudkernel.daemon")
 
 #: how long an estimate watcher waits between two events of one topic
 WATCH_MIN_INTERVAL = 0.01
+#: watches one control connection may hold at once
+MAX_WATCHES_PER_CONNECTION = 16
 
 
 class DaemonError(CloudkernelError):
@@ -129,6 +131,7 @@ class Daemon:
             membership=config.membership,
             reputation=config.consensus.reputation,
             relay=config.mesh.relay,
+            hop_limit=config.mesh.hop_limit,
             policy=topic_policy(config),
         )
         self.node = MeshNode(node_id, epoch, keyring, mesh_config, now=self.started)
@@ -155,8 +158,10 @@ class Daemon:
         self.realtime: RealtimeStatus | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._lag: LoopLagMonitor | None = None
-        self._timer: asyncio.TimerHandle | None = None
+        self._timer: asyncio.Handle | None = None
+        self._timer_at = 0.0
         self._pump_scheduled = False
+        self._epoch_kept = epoch
         self._watchers: dict[tuple[int, int], _Watcher] = {}
         self._dirty_topics: set[str] = set()
 
@@ -178,12 +183,15 @@ class Daemon:
                 self._lag.start()
                 if self.config.realtime.freeze_gc:
                     freeze_gc()
+                groups = " and ".join(
+                    g for g in (self.config.mesh.group, self.config.mesh.group6) if g
+                )
                 log.info(
-                    "node %d epoch %d on %s, %s:%d; control socket %s",
+                    "node %d epoch %d on %s, %s port %d; control socket %s",
                     self.node_id,
                     self.node.epoch,
                     ",".join(self.interfaces),
-                    self.config.mesh.group or self.config.mesh.group6,
+                    groups,
                     self.config.mesh.port,
                     self.socket_path,
                 )
@@ -213,7 +221,9 @@ class Daemon:
 
     def _timer_fired(self) -> None:
         self._timer = None
-        self.node.handle_timer(time.monotonic())
+        # uvloop may fire a little before the deadline by time.monotonic():
+        # the deadline's work is due all the same, or the timer would spin.
+        self.node.handle_timer(max(time.monotonic(), self._timer_at))
         self._pump()
 
     def _pump(self) -> None:
@@ -229,20 +239,33 @@ class Daemon:
         out = node.datagrams_to_send(now)
         if out:
             self.transport.send(out)
+        if node.sender.epoch != self._epoch_kept:
+            self._keep_epoch(node.sender.epoch)
         self._arm(node.deadline(), now)
+
+    def _keep_epoch(self, epoch: int) -> None:
+        """The sender moved to a new epoch by itself (its sequence numbers ran
+        out): a restart must come back above it."""
+        self._epoch_kept = epoch
+        warning = keep_epoch(self.config.node.state_dir, epoch)
+        if warning:
+            log.warning("%s", warning)
 
     def _arm(self, deadline: float | None, now: float) -> None:
         if self._loop is None:
             return
         if self._timer is not None:
-            if deadline is not None and self._timer.when() <= deadline:
+            if deadline is not None and self._timer_at <= deadline:
                 return
             self._timer.cancel()
             self._timer = None
         if deadline is None:
             return
-        # loop.time() is time.monotonic() on both loops, so the deadline applies as is.
-        self._timer = self._loop.call_at(max(deadline, now), self._timer_fired)
+        # loop.time() is time.monotonic() on both loops, so the deadline applies
+        # as is.  The time is kept here: for a time already past, uvloop's
+        # call_at returns a Handle that has no when().
+        self._timer_at = max(deadline, now)
+        self._timer = self._loop.call_at(self._timer_at, self._timer_fired)
 
     # -- watchers -----------------------------------------------------------
 
@@ -270,10 +293,11 @@ class Daemon:
 
     def _send_estimates(self, now: float) -> None:
         dirty, self._dirty_topics = self._dirty_topics, set()
-        kinds = {t.topic: t.kind for t in self.node.topics(now)} if dirty else {}
         for topic in sorted(dirty):
+            kind = self.node.topic_kind(topic)
+            if kind is None:
+                continue  # not held (the topic table was full)
             estimate = self.node.estimate(topic, now)
-            kind = kinds.get(topic, "bytes")
             for watcher in list(self._watchers.values()):
                 if watcher.raw or not watcher.pattern.match(topic):
                     continue
@@ -311,16 +335,26 @@ class Daemon:
         raise ControlRefusal(ErrorCode.INTERNAL, f"no handler for {request.op}")
 
     def _get(self, topic: str, now: float) -> dict[str, Any]:
-        info = {t.topic: t for t in self.node.topics(now)}.get(topic)
-        if info is None:
+        kind = self.node.topic_kind(topic)
+        if kind is None:
             raise ControlRefusal(ErrorCode.NOT_FOUND, f"no signal on topic {topic!r} yet")
         estimate = self.node.estimate(topic, now)
         if estimate is None:
             return raw_view(topic, self.node.latest(topic))
-        return estimate_view(topic, info.kind, estimate)
+        return estimate_view(topic, kind, estimate)
 
     def _watch(self, request: WatchRequest, connection: ControlConnection) -> dict[str, Any]:
         key = (id(connection), request.id)
+        if key in self._watchers:
+            raise ControlRefusal(
+                ErrorCode.BAD_ARGUMENT, f"this connection already watches with id {request.id}"
+            )
+        mine = sum(1 for k in self._watchers if k[0] == key[0])
+        if mine >= MAX_WATCHES_PER_CONNECTION:
+            raise ControlRefusal(
+                ErrorCode.BUSY,
+                f"at most {MAX_WATCHES_PER_CONNECTION} watches per connection; open another",
+            )
         watcher = _Watcher(
             request.id,
             re.compile(fnmatch.translate(request.pattern)),

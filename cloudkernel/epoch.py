@@ -17,11 +17,12 @@ share an epoch.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import time
 
-__all__ = ["EPOCH_FILE", "next_epoch"]
+__all__ = ["EPOCH_FILE", "keep_epoch", "next_epoch"]
 
 EPOCH_FILE = "epoch"
 _MAX = 2**32 - 1
@@ -52,20 +53,45 @@ def next_epoch(state_dir: str, *, wall_clock: float | None = None) -> tuple[int,
     if epoch > _MAX:
         epoch = _MAX  # past 2106: the receivers' epoch check saturates too
     try:
-        os.makedirs(state_dir, mode=0o750, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".epoch.", dir=state_dir)
-        try:
-            with os.fdopen(fd, "w", encoding="ascii") as f:
-                f.write(f"{epoch}\n")
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            os.unlink(tmp)
-            raise
+        _write(state_dir, epoch)
     except OSError as exc:
         return epoch, (
             f"cannot keep the epoch in {path} ({exc.strerror}); using the wall clock "
             f"({epoch}): restarts within one second would not be told apart"
         )
     return epoch, None
+
+
+def keep_epoch(state_dir: str, epoch: int) -> str | None:
+    """Record ``epoch``, which this run moved to by itself; a warning if it cannot."""
+    try:
+        _write(state_dir, epoch)
+    except OSError as exc:
+        return (
+            f"cannot keep the epoch {epoch} in {os.path.join(state_dir, EPOCH_FILE)} "
+            f"({exc.strerror}): after a restart peers may take this node's frames for replays"
+        )
+    return None
+
+
+def _write(state_dir: str, epoch: int) -> None:
+    """Replace the epoch file atomically and durably (the file, then its directory)."""
+    os.makedirs(state_dir, mode=0o750, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".epoch.", dir=state_dir)
+    try:
+        with os.fdopen(fd, "w", encoding="ascii") as f:
+            f.write(f"{epoch}\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, os.path.join(state_dir, EPOCH_FILE))
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    # The rename is durable once the directory is: after a power cut the old
+    # epoch must not come back.
+    dir_fd = os.open(state_dir, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(dir_fd)
+    finally:
+        os.close(dir_fd)

@@ -18,6 +18,7 @@ import asyncio
 import itertools
 import os
 import pickle
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -271,6 +272,21 @@ def test_breaking_out_and_closing_the_client_close_the_watch(daemon: FakeDaemon,
     client.close()
     assert stream.closed
     assert list(stream) == []
+
+
+def test_closing_the_client_ends_a_watch_blocked_in_another_thread(
+    daemon: FakeDaemon, path: str
+) -> None:
+    client = Client(path)
+    stream = client.watch("*")
+    got: list[dict[str, object]] = []
+    reader = threading.Thread(target=lambda: got.extend(stream), daemon=True)
+    reader.start()
+    time.sleep(0.3)  # the reader has taken the events and blocks for more
+    client.close()
+    reader.join(5.0)
+    assert not reader.is_alive(), "the watch kept waiting after the client closed"
+    assert got == _estimates(3)
 
 
 def test_watch_of_a_stopped_daemon_is_daemon_not_running(path: str) -> None:

@@ -326,3 +326,52 @@ def test_demo_stops_cleanly_on_ctrl_c() -> None:
             proc.wait()
     assert proc.returncode == 130
     assert "Traceback" not in err and "nothing left behind" in err
+
+
+@needs_sandbox
+def test_a_client_that_floods_and_reads_nothing_does_not_swell_the_daemon(
+    swarm3: LocalSwarm,
+) -> None:
+    from cloudkernel.core.control import ControlOp, encode_request
+
+    flood = b"".join(encode_request(ControlOp.STATUS, None, i + 1) for i in range(3000))
+    rss_before = _rss(swarm3.procs[1].pid)
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as greedy:
+        greedy.connect(swarm3.socket(1))
+        greedy.setblocking(False)
+        sent = 0
+        deadline = time.monotonic() + 5.0
+        while sent < len(flood) and time.monotonic() < deadline:
+            try:
+                sent += greedy.send(flood[sent:])
+            except BlockingIOError:
+                time.sleep(0.01)
+        time.sleep(0.5)
+        # Meanwhile another client is served, and the daemon holds about one
+        # reply for the greedy one, not 3000.
+        start = time.monotonic()
+        with swarm3.client(1) as other:
+            assert other.status()["node_id"] == 1
+        assert time.monotonic() - start < 2.0
+        assert _rss(swarm3.procs[1].pid) - rss_before < 10 * 1024 * 1024
+
+
+@needs_sandbox
+def test_watches_per_connection_are_bounded(swarm3: LocalSwarm) -> None:
+    from cloudkernel.core.control import ControlOp, ReplyDecoder, encode_request
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(5)
+        s.connect(swarm3.socket(1))
+        requests = [encode_request(ControlOp.WATCH, {"pattern": "*"}, i) for i in range(1, 20)]
+        requests.append(encode_request(ControlOp.WATCH, {"pattern": "*"}, 1))
+        s.sendall(b"".join(requests))
+        decoder = ReplyDecoder()
+        replies: list[Any] = []
+        deadline = time.monotonic() + 5
+        while len(replies) < 20 and time.monotonic() < deadline:
+            replies.extend(r for r in decoder.feed(s.recv(65536)) if hasattr(r, "ok"))
+    codes = [r.error_code for r in replies]
+    assert codes[:16] == [None] * 16
+    assert codes[16:19] == ["busy"] * 3
+    assert codes[19] == "bad-argument"  # id 1 is in use on this connection

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from cloudkernel.epoch import EPOCH_FILE, next_epoch
+from cloudkernel.epoch import EPOCH_FILE, keep_epoch, next_epoch
 
 
 def test_epochs_increase_within_one_second(tmp_path: Path) -> None:
@@ -60,3 +60,17 @@ def test_an_unwritable_state_file_gives_a_warning(tmp_path: Path) -> None:
     epoch, warning = next_epoch(str(blocker / "state"), wall_clock=99.0)  # a file, not a dir
     assert epoch == 99
     assert warning is not None and "cannot keep the epoch" in warning
+
+
+def test_an_epoch_the_sender_moved_to_is_kept(tmp_path: Path) -> None:
+    first, _ = next_epoch(str(tmp_path), wall_clock=1_000.0)
+    assert keep_epoch(str(tmp_path), first + 1) is None
+    again, _ = next_epoch(str(tmp_path), wall_clock=1_000.0)
+    assert again == first + 2
+
+
+def test_keeping_an_epoch_where_it_cannot_be_written_gives_a_warning(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    warning = keep_epoch(str(blocker / "state"), 5)
+    assert warning is not None and "replays" in warning

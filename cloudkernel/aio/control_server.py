@@ -39,6 +39,9 @@ __all__ = ["ControlConnection", "ControlRefusal", "ControlServer", "ControlServe
 
 log = logging.getLogger("cloudkernel.control")
 
+#: requests of one connection answered in a row before the loop's other work runs
+_TURN = 16
+
 
 class ControlServerError(CloudkernelError):
     """The control socket could not be opened; the message says why."""
@@ -181,11 +184,13 @@ class ControlServer:
         """Stop accepting, close every connection and remove the socket file."""
         if self._server is not None:
             self._server.close()
-            await self._server.wait_closed()
-            self._server = None
+        # Connections first: on newer Pythons wait_closed waits for them.
         for connection in list(self._connections):
             connection._close()
         self._connections.clear()
+        if self._server is not None:
+            await self._server.wait_closed()
+            self._server = None
         with contextlib.suppress(OSError):
             os.unlink(self.path)
 
@@ -203,6 +208,7 @@ class ControlServer:
         self.counters.connections += 1
         self._connections.add(connection)
         decoder = RequestDecoder()
+        answered = 0
         try:
             while not connection.closed:
                 try:
@@ -220,10 +226,20 @@ class ControlServer:
                                 await writer.drain()
                             connection._close()
                             break
-                        continue
-                    self._answer(item, connection)
-                with contextlib.suppress(OSError):
-                    await writer.drain()
+                    else:
+                        self._answer(item, connection)
+                        answered += 1
+                        if answered % _TURN == 0:
+                            await asyncio.sleep(0)  # the loop's other work gets its turn
+                    # One reply at a time reaches the client before the next
+                    # request is answered: a client that sends many requests
+                    # and reads nothing holds the daemon's buffer to about one
+                    # reply, and other clients get their turn in between.
+                    try:
+                        await writer.drain()
+                    except (ConnectionError, OSError):
+                        connection._close()
+                        break
         finally:
             self._connections.discard(connection)
             connection._close()
