@@ -66,6 +66,8 @@ log = logging.getLogger("cloudkernel.daemon")
 
 #: how long an estimate watcher waits between two events of one topic
 WATCH_MIN_INTERVAL = 0.01
+#: the QoS classes in wire order, as status names them
+_CLASSES = ("critical", "normal", "bulk")
 #: watches one control connection may hold at once
 MAX_WATCHES_PER_CONNECTION = 16
 
@@ -146,6 +148,7 @@ class Daemon:
                 loopback=config.mesh.loopback,
                 max_datagram=config.mesh.max_datagram,
                 drop_incoming=drop_incoming,
+                send_queue_limit=config.mesh.send_queue_limit,
             ),
             self._datagram,
         )
@@ -432,6 +435,9 @@ class Daemon:
                 "sent": transport.sent,
                 "send_errors": transport.send_errors,
                 "injected_drops": transport.injected_drops,
+                "queued": transport.queued,
+                "shed_sent": dict(zip(_CLASSES, transport.shed_sent, strict=True)),
+                "shed_received": dict(zip(_CLASSES, transport.shed_received, strict=True)),
             },
             "realtime": {
                 "active": bool(self.realtime and self.realtime.active),

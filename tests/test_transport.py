@@ -159,3 +159,118 @@ def test_the_host_network_is_left_alone() -> None:
     after = subprocess.run(["ip", "route"], capture_output=True, text=True).stdout
     assert "224.0.0.0/4 dev lo" in inside
     assert before == after
+
+
+# -- shedding under overload, with sockets that refuse on cue -------------------------
+
+
+class FullSocket:
+    """A socket whose send buffer is full until ``room`` is set."""
+
+    def __init__(self) -> None:
+        self.room = False
+        self.sent: list[bytes] = []
+
+    def sendto(self, data: bytes, address: object) -> int:
+        if not self.room:
+            raise BlockingIOError(11, "Resource temporarily unavailable")
+        self.sent.append(data)
+        return len(data)
+
+    def fileno(self) -> int:
+        return 99
+
+    def close(self) -> None:
+        pass
+
+
+class FakeLoop:
+    def __init__(self) -> None:
+        self.writers: dict[int, object] = {}
+
+    def add_writer(self, fd: int, callback: object, *args: object) -> None:
+        self.writers[fd] = (callback, args)
+
+    def remove_writer(self, fd: int) -> bool:
+        return self.writers.pop(fd, None) is not None
+
+
+def frame(qos: int, n: int) -> bytes:
+    return b"CK\x01" + bytes([qos << 2]) + n.to_bytes(4, "big")
+
+
+def transport_with(sock: FullSocket, limit: int) -> tuple[MulticastTransport, FakeLoop]:
+    settings = TransportSettings(
+        group="239.255.67.75", group6="", port=47475, interfaces=("lo",), send_queue_limit=limit
+    )
+    transport = MulticastTransport(settings, lambda data, now: None)
+    loop = FakeLoop()
+    transport._loop = loop  # type: ignore[assignment]
+    transport._senders.append((sock, ("239.255.67.75", 47475)))  # type: ignore[arg-type]
+    from cloudkernel.aio.transport import _SendQueue
+
+    transport._queues.append(_SendQueue())
+    return transport, loop
+
+
+def test_a_full_socket_queues_and_sheds_bulk_first() -> None:
+    sock = FullSocket()
+    transport, loop = transport_with(sock, limit=6)
+    transport.send([frame(q, i) for i, q in enumerate([2, 2, 1, 0, 2, 1, 0, 2, 1, 0])])
+    stats = transport.statistics()
+    # 10 waiting, 6 allowed: the 4 bulk go first (oldest first), nothing else
+    assert stats.queued == 6 and stats.shed_sent == (0, 0, 4)
+    assert 99 in loop.writers
+    transport.send([frame(0, 10), frame(1, 11)])  # two more: normal is shed next
+    assert transport.statistics().shed_sent == (0, 2, 4)
+    sock.room = True
+    transport._flush(0)
+    # critical first, then normal, each in order
+    assert [d[3] >> 2 for d in sock.sent] == [0, 0, 0, 0, 1, 1]
+    assert [int.from_bytes(d[4:8], "big") for d in sock.sent[:4]] == [3, 6, 9, 10]
+    assert transport.statistics().queued == 0 and 99 not in loop.writers
+
+
+def test_sends_go_straight_out_when_there_is_room() -> None:
+    sock = FullSocket()
+    sock.room = True
+    transport, loop = transport_with(sock, limit=16)
+    transport.send([frame(1, i) for i in range(5)])
+    assert len(sock.sent) == 5 and not loop.writers
+    assert transport.statistics().sent == 5
+
+
+class Backlog:
+    """A receive socket holding a queue of datagrams."""
+
+    def __init__(self, datagrams: list[bytes]) -> None:
+        self.datagrams = list(datagrams)
+
+    def recv(self, size: int) -> bytes:
+        if not self.datagrams:
+            raise BlockingIOError(11, "empty")
+        return self.datagrams.pop(0)
+
+
+def test_a_receive_backlog_sheds_bulk_then_normal_never_critical() -> None:
+    got: list[bytes] = []
+    settings = TransportSettings(
+        group="239.255.67.75", group6="", port=47475, interfaces=("lo",), batch=4
+    )
+    transport = MulticastTransport(settings, lambda data, now: got.append(data))
+    mixed = [frame(q, i) for i, q in enumerate([0, 1, 2] * 20)]
+    sock = Backlog(mixed)
+    for _ in range(30):
+        transport._readable(sock)  # type: ignore[arg-type]
+    stats = transport.statistics()
+    kept = [d[3] >> 2 for d in got]
+    assert stats.shed_received[0] == 0 and kept.count(0) == 20  # every critical frame read
+    assert stats.shed_received[2] > 0  # bulk shed once behind
+    assert stats.shed_received[1] > 0  # normal too after four full batches in a row
+    assert len(got) + sum(stats.shed_received) == len(mixed)
+    # Caught up: nothing is shed any more.
+    sock.datagrams = [frame(2, 100)]
+    transport._readable(sock)  # type: ignore[arg-type]
+    sock.datagrams = [frame(2, 101)]
+    transport._readable(sock)  # type: ignore[arg-type]
+    assert got[-1][4:8] == (101).to_bytes(4, "big")

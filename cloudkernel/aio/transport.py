@@ -13,9 +13,19 @@ Rules it keeps:
   ``batch`` datagrams from each socket before yielding.
 * Nothing a peer sends can stop the loop: the callback's exceptions are
   counted and logged once per kind, never raised into the loop.
-* Sending never blocks and never raises: a full socket buffer or a dropped
-  route is counted (``send_errors``) and the datagram is lost, which FEC and
-  the next heartbeat absorb.
+* Sending never blocks and never raises.  A datagram that finds its socket's
+  buffer full waits in that socket's queue, by QoS class, and goes out when
+  the socket has room, critical first.  Beyond ``send_queue_limit`` waiting
+  datagrams, the oldest of the lowest class are shed: bulk, then normal,
+  critical last, each counted (``shed_sent``).  Other send failures (no
+  route, interface down) are counted (``send_errors``) and the datagram is
+  lost, which FEC and the next heartbeat absorb.
+* Under receive overload, the lowest classes are shed first: when one
+  wake-up drains a full batch (more is waiting), bulk frames are dropped
+  unread until a wake-up empties the socket; after four such wake-ups in a
+  row normal frames too.  Critical frames are always read.  Each is counted
+  (``shed_received``).  The class is read from the frame's flags byte
+  before any check: a forged class only changes what is shed first.
 * ``drop_incoming`` (0 by default) throws away that fraction of incoming
   datagrams at random before the node sees them: loss injection for demos
   and tests, without touching the host's network configuration.
@@ -32,6 +42,7 @@ import random
 import socket
 import struct
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -76,6 +87,8 @@ class TransportSettings:
     batch: int = 64
     #: fraction of incoming datagrams dropped on purpose (demos and tests)
     drop_incoming: float = 0.0
+    #: datagrams waiting for room per socket at most (then shed, bulk first)
+    send_queue_limit: int = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,6 +107,12 @@ class TransportStatistics:
     truncated: int
     #: exceptions from the receive callback (each a bug to report)
     callback_errors: int
+    #: datagrams shed from the send queues under overload, by class (critical, normal, bulk)
+    shed_sent: tuple[int, int, int]
+    #: datagrams shed unread under receive overload, by class (critical, normal, bulk)
+    shed_received: tuple[int, int, int]
+    #: datagrams waiting for room in the send queues now
+    queued: int
 
 
 _SIOCGIFFLAGS = 0x8913
@@ -158,6 +177,27 @@ def resolve_interfaces(
     return tuple(names)
 
 
+#: receive shedding: the lowest class shed (bulk = 2; normal = 1 and bulk)
+_SHED_BULK = 2
+_SHED_NORMAL = 1
+
+
+class _SendQueue:
+    """Datagrams one socket could not take yet, by class (critical, normal, bulk)."""
+
+    __slots__ = ("by_class", "size", "writer")
+
+    def __init__(self) -> None:
+        self.by_class: tuple[deque[bytes], deque[bytes], deque[bytes]] = (
+            deque(),
+            deque(),
+            deque(),
+        )
+        self.size = 0
+        #: the loop watches the socket for room
+        self.writer = False
+
+
 class MulticastTransport:
     """The node's UDP multicast sockets (see the module docstring).
 
@@ -180,6 +220,12 @@ class MulticastTransport:
         self._receivers: list[socket.socket] = []
         #: (socket, destination address) per interface and family
         self._senders: list[tuple[socket.socket, tuple[object, ...]]] = []
+        #: per sender socket: datagrams waiting for room, by class
+        self._queues: list[_SendQueue] = []
+        self._shed_sent = [0, 0, 0]
+        self._shed_received = [0, 0, 0]
+        #: wake-ups in a row that drained a full batch
+        self._behind = 0
         self._loop: asyncio.AbstractEventLoop | None = None
         self._counts = dict.fromkeys(
             (
@@ -243,6 +289,7 @@ class MulticastTransport:
                 raise TransportError(_join_problem(name, group, exc)) from None
             tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self._senders.append((tx, (group, s.port)))
+            self._queues.append(_SendQueue())
             tx.setblocking(False)
             tx.setsockopt(
                 socket.IPPROTO_IP,
@@ -271,6 +318,7 @@ class MulticastTransport:
                 raise TransportError(_join_problem(name, group, exc)) from None
             tx = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
             self._senders.append((tx, (group, s.port, 0, index)))
+            self._queues.append(_SendQueue())
             tx.setblocking(False)
             tx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
             tx.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_HOPS, s.ttl)
@@ -282,11 +330,14 @@ class MulticastTransport:
         counts = self._counts
         limit = self.settings.max_datagram
         drop = self.settings.drop_incoming
+        # Behind on the last wake-up: the lowest classes wait no longer.
+        shed_from = _SHED_NORMAL if self._behind >= 4 else _SHED_BULK if self._behind else 3
         for _ in range(self.settings.batch):
             try:
                 # One byte more than allowed: a longer datagram shows as truncated.
                 data = sock.recv(limit + 1)
             except (BlockingIOError, InterruptedError):
+                self._behind = 0
                 return
             except OSError as exc:
                 self._log_once("recv", f"receive error: {exc}")
@@ -295,6 +346,11 @@ class MulticastTransport:
             counts["received_bytes"] += len(data)
             if len(data) > limit:
                 counts["truncated"] += 1
+            if shed_from < 3 and len(data) > 3:
+                qos = (data[3] >> 2) & 3
+                if shed_from <= qos <= 2:
+                    self._shed_received[qos] += 1
+                    continue
             if drop and self._rng.random() < drop:
                 counts["injected_drops"] += 1
                 continue
@@ -303,21 +359,74 @@ class MulticastTransport:
             except Exception as exc:  # a bug, not the peer's fault: keep serving
                 counts["callback_errors"] += 1
                 self._log_once(type(exc).__name__, f"error handling a datagram: {exc!r}")
+        self._behind += 1  # a full batch: more is waiting
 
     def send(self, datagrams: list[bytes]) -> None:
-        """Send each datagram on every interface; failures are counted, never raised."""
+        """Send each datagram on every interface; never blocks, never raises."""
+        for index, (sock, address) in enumerate(self._senders):
+            queue = self._queues[index]
+            if queue.size:
+                for datagram in datagrams:
+                    self._enqueue(index, datagram)
+                self._flush(index)
+                continue
+            for at, datagram in enumerate(datagrams):
+                if not self._send_one(sock, address, datagram):
+                    for rest in datagrams[at:]:
+                        self._enqueue(index, rest)
+                    self._wait_for_room(index)
+                    break
+
+    def _send_one(self, sock: socket.socket, address: tuple[object, ...], datagram: bytes) -> bool:
+        """Send now; False when the socket's buffer is full (the datagram is not lost yet)."""
         counts = self._counts
-        for sock, address in self._senders:
-            for datagram in datagrams:
-                try:
-                    sock.sendto(datagram, address)
-                except OSError as exc:
-                    counts["send_errors"] += 1
-                    if exc.errno not in (errno.EAGAIN, errno.ENOBUFS):
-                        self._log_once(f"send{exc.errno}", f"send error: {exc}")
-                    continue
-                counts["sent"] += 1
-                counts["sent_bytes"] += len(datagram)
+        try:
+            sock.sendto(datagram, address)
+        except (BlockingIOError, InterruptedError):
+            return False
+        except OSError as exc:
+            if exc.errno in (errno.EAGAIN, errno.ENOBUFS):
+                return False
+            counts["send_errors"] += 1
+            self._log_once(f"send{exc.errno}", f"send error: {exc}")
+            return True  # lost, not waiting: no route, interface down, ...
+        counts["sent"] += 1
+        counts["sent_bytes"] += len(datagram)
+        return True
+
+    def _enqueue(self, index: int, datagram: bytes) -> None:
+        queue = self._queues[index]
+        qos = (datagram[3] >> 2) & 3 if len(datagram) > 3 else 2
+        queue.by_class[min(qos, 2)].append(datagram)
+        queue.size += 1
+        while queue.size > self.settings.send_queue_limit:
+            for shed in (2, 1, 0):  # bulk first, critical last; the oldest of a class
+                if queue.by_class[shed]:
+                    queue.by_class[shed].popleft()
+                    queue.size -= 1
+                    self._shed_sent[shed] += 1
+                    break
+
+    def _flush(self, index: int) -> None:
+        """Send what waits in a socket's queue, critical first, while it has room."""
+        sock, address = self._senders[index]
+        queue = self._queues[index]
+        for waiting in queue.by_class:
+            while waiting:
+                if not self._send_one(sock, address, waiting[0]):
+                    self._wait_for_room(index)
+                    return
+                waiting.popleft()
+                queue.size -= 1
+        if queue.writer and self._loop is not None:
+            self._loop.remove_writer(sock.fileno())
+            queue.writer = False
+
+    def _wait_for_room(self, index: int) -> None:
+        queue = self._queues[index]
+        if not queue.writer and self._loop is not None:
+            self._loop.add_writer(self._senders[index][0].fileno(), self._flush, index)
+            queue.writer = True
 
     def _log_once(self, key: str, message: str) -> None:
         if key not in self._logged_errors:
@@ -325,7 +434,16 @@ class MulticastTransport:
             log.warning("%s (further ones are counted, not logged)", message)
 
     def statistics(self) -> TransportStatistics:
-        return TransportStatistics(**self._counts)
+        return TransportStatistics(
+            **self._counts,
+            shed_sent=(self._shed_sent[0], self._shed_sent[1], self._shed_sent[2]),
+            shed_received=(
+                self._shed_received[0],
+                self._shed_received[1],
+                self._shed_received[2],
+            ),
+            queued=sum(q.size for q in self._queues),
+        )
 
     def close(self) -> None:
         """Stop receiving and close every socket (safe to call twice)."""
@@ -333,10 +451,13 @@ class MulticastTransport:
             if self._loop is not None and sock.fileno() >= 0:
                 self._loop.remove_reader(sock.fileno())
             sock.close()
-        for sock, _ in self._senders:
+        for index, (sock, _) in enumerate(self._senders):
+            if self._queues[index].writer and self._loop is not None and sock.fileno() >= 0:
+                self._loop.remove_writer(sock.fileno())
             sock.close()
         self._receivers.clear()
         self._senders.clear()
+        self._queues.clear()
 
 
 def _check_group(group: str, version: int) -> str:
