@@ -375,3 +375,74 @@ def test_watches_per_connection_are_bounded(swarm3: LocalSwarm) -> None:
     assert codes[:16] == [None] * 16
     assert codes[16:19] == ["busy"] * 3
     assert codes[19] == "bad-argument"  # id 1 is in use on this connection
+
+
+CAPTURE = """
+import json, socket, struct, sys, time
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+s.bind(("239.255.67.75", {port}))
+s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP,
+             struct.pack("4s4si", socket.inet_aton("239.255.67.75"), bytes(4), 0))
+s.settimeout(0.2)
+frames, end = [], time.monotonic() + {seconds}
+while time.monotonic() < end:
+    try:
+        data = s.recv(2048)
+    except TimeoutError:
+        continue
+    if len(data) > 12 and struct.unpack(">I", data[8:12])[0] == {node}:
+        frames.append(data.hex())
+print(json.dumps(frames))
+"""
+
+REPLAY = """
+import json, socket, sys
+s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
+for frame in json.loads(sys.stdin.read()):
+    s.sendto(bytes.fromhex(frame), ("239.255.67.75", {port}))
+"""
+
+
+@needs_sandbox
+def test_frames_of_an_old_epoch_are_not_replayable(swarm3: LocalSwarm) -> None:
+    port = int(swarm3.configs[1].read_text().split("port = ")[1].split()[0])
+    capture = swarm3.net.popen(
+        [sys.executable, "-c", CAPTURE.format(port=port, seconds=2.0, node=3)],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    time.sleep(0.3)
+    with swarm3.client(3) as client:
+        for i in range(5):
+            client.publish("old/epoch", float(i))
+    old_frames, _ = capture.communicate(timeout=30)
+    assert len(json.loads(old_frames)) >= 5
+    swarm3.kill(3, signal.SIGKILL)
+    swarm3.start(3)
+    swarm3.wait_ready(3)
+    with swarm3.client(3) as client:
+        client.publish("new/epoch", 1.0)  # node 1 hears the new epoch
+    time.sleep(0.5)
+    with swarm3.client(1) as client:
+        before = client.status()["drops"].get("stale-epoch", 0)
+        updates_before = next(
+            t["updates"] for t in client.topics("old/epoch") if t["topic"] == "old/epoch"
+        )
+    replay = swarm3.net.run(
+        [sys.executable, "-c", REPLAY.format(port=port)],
+        input=old_frames,
+        text=True,
+        capture_output=True,
+        timeout=30,
+    )
+    assert replay.returncode == 0, replay.stderr
+    time.sleep(0.5)
+    with swarm3.client(1) as client:
+        after = client.status()["drops"].get("stale-epoch", 0)
+        updates_after = next(
+            t["updates"] for t in client.topics("old/epoch") if t["topic"] == "old/epoch"
+        )
+    assert after - before >= len(json.loads(old_frames))
+    assert updates_after == updates_before  # nothing of the old run was taken again
