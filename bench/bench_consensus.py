@@ -881,15 +881,25 @@ def print_verdicts(out: Sequence[Verdict]) -> None:
 
 def machine_facts(compiled: str, numpy: str) -> dict[str, Any]:
     model = "?"
+    flags: set[str] = set()
     try:
         with open("/proc/cpuinfo") as f:
             for line in f:
                 key, _, val = line.partition(":")
-                if key.strip() == "model name":
+                if key.strip() == "model name" and model == "?":
                     model = val.strip()
-                    break
+                elif key.strip() in ("flags", "Features") and not flags:
+                    flags = set(val.split())
     except OSError:
         pass
+    # The compiled filter's sorts (csrc/ck_rank.c): counting ranks with AVX2
+    # compares where the CPU has AVX2, comparison sorts otherwise.
+    if os.environ.get("CLOUDKERNEL_RANK_KERNEL") == "none":
+        sorts = "comparison (CLOUDKERNEL_RANK_KERNEL=none)"
+    elif "avx2" in flags:
+        sorts = "counting ranks, AVX2 (CLOUDKERNEL_RANK_KERNEL=none: comparison)"
+    else:
+        sorts = "comparison (no AVX2)"
     affinity = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
     return {
         "cpu": model,
@@ -901,6 +911,7 @@ def machine_facts(compiled: str, numpy: str) -> dict[str, Any]:
         "cloudkernel": cloudkernel.__version__,
         "implementation": consensus.IMPLEMENTATION,
         "compiled": compiled,
+        "sorts": sorts,
         "reference": _consensus_ref.__name__,
         "numpy": numpy,
     }
