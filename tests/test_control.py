@@ -819,15 +819,24 @@ def check_outcomes(out: list[Outcome]) -> None:
             assert encode_error(item.id, item.code, item.message)
 
 
-def fuzz_both(data: bytes) -> None:
-    check_outcomes(feed_requests([data]))
-    feed_replies([data])  # raises nothing but ControlProtocolError (caught there)
+def fuzz_both(data: bytes) -> int:
+    """Feed ``data`` to both decoders; how many requests and failures the daemon's gave.
+
+    The outcomes are checked (check_outcomes); the client's decoder raises
+    nothing but ControlProtocolError (caught in feed_replies).
+    """
+    outcomes = feed_requests([data])
+    check_outcomes(outcomes)
+    feed_replies([data])
+    return len(outcomes)
 
 
 @given(st.binary(max_size=300))
 def test_fuzz_random_bytes(data: bytes) -> None:
-    fuzz_both(data)
-    fuzz_both(raw_frame(data))
+    # Each outcome but a final fatal one takes a 4-byte length and a body.
+    assert fuzz_both(data) <= len(data) // 5 + 1
+    # One frame holds at most one message: one request, or one failure.
+    assert fuzz_both(raw_frame(data)) <= 1
 
 
 VALID = [encode_request(op, args, 7) for op, args, _ in ROUND_TRIPS] + [
@@ -846,8 +855,9 @@ def test_fuzz_mutated_frames(data: bytes, edits: list[tuple[int, int]]) -> None:
     for position, byte in edits:
         if position < len(mutated):
             mutated[position] = byte
-    fuzz_both(bytes(mutated))
-    fuzz_both(bytes(mutated[: len(mutated) // 2]))
+    # Each outcome but a final fatal one takes a 4-byte length and a body.
+    for data in (bytes(mutated), bytes(mutated[: len(mutated) // 2])):
+        assert fuzz_both(data) <= len(data) // 5 + 1
 
 
 msgpack_scalars = (
@@ -876,7 +886,7 @@ msgpack_objects = st.recursive(
 
 @given(msgpack_objects)
 def test_fuzz_msgpack_objects(obj: Any) -> None:
-    fuzz_both(frame(obj))
+    assert fuzz_both(frame(obj)) == 1  # a well-framed body: one request or one failure
 
 
 @given(

@@ -141,6 +141,7 @@ def test_peers_die_when_killed_and_come_back_with_a_new_epoch(swarm3: LocalSwarm
                 return False
 
     swarm3.wait_for(arrived, 5.0, "a signal of the restarted node did not arrive")
+    assert states(2)[3][0] == "alive"
 
 
 @needs_sandbox
