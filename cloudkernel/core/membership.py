@@ -958,9 +958,11 @@ class Membership:
             if report.node != self._node or report.epoch != self._epoch:
                 continue
             # SWIM: a suspicion of our current incarnation (or a later one, which
-            # we never had: someone is confused) is refuted by a higher one.
-            if report.state is not _ALIVE and report.incarnation >= self._incarnation:
-                self._incarnation = min(report.incarnation + 1, MAX_U32)
+            # we never had: someone is confused) is refuted by a higher one.  At
+            # the last incarnation there is no higher one: our heartbeats alone
+            # clear the suspicion, and no refutation is sent again and again.
+            if report.state is not _ALIVE and self._incarnation <= report.incarnation < MAX_U32:
+                self._incarnation = report.incarnation + 1
                 self._counts["refutations"] += 1
                 self._next_heartbeat = min(self._next_heartbeat, now)
                 events.append(Refuted(self._incarnation))
