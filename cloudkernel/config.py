@@ -888,12 +888,16 @@ def _node_id(value: Any) -> int | Literal["auto"]:
 
 
 def _ipv4_group(value: Any) -> str:
+    if value == "" and isinstance(value, str):
+        return ""  # IPv6 only
     try:
         addr = ipaddress.IPv4Address(value) if isinstance(value, str) else None
     except ValueError:
         addr = None
     if addr is None or not addr.is_multicast:
-        raise _Invalid(f"must be an IPv4 multicast address (224.0.0.0/4), got {_show(value)}")
+        raise _Invalid(
+            f'must be an IPv4 multicast address (224.0.0.0/4), or "", got {_show(value)}'
+        )
     return str(addr)
 
 
@@ -1220,6 +1224,8 @@ def _build(data: Mapping[str, Any], ctx: _Context, base_dir: str | None) -> Conf
         if base_dir is not None:
             node[key] = os.path.normpath(os.path.join(base_dir, node[key]))
     mesh = MeshSettings(**section("mesh", _MESH))
+    if not mesh.group and not mesh.group6:
+        raise ctx.error(("mesh", "group"), 'group and group6 are both ""; set at least one')
     membership = _membership(ctx, section("membership", _MEMBERSHIP))
     qos = _qos_section(ctx, data["qos"])
     try:

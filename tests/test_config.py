@@ -673,3 +673,11 @@ def test_consensus_has_no_kind_of_its_own() -> None:
         parse_config('[consensus]\nkind = "vector"\n')
     assert info.value.field == "consensus.kind"
     assert info.value.line == 2
+
+
+def test_an_ipv6_only_swarm_and_no_swarm_at_all() -> None:
+    config = parse_config('[mesh]\ngroup = ""\n')
+    assert (config.mesh.group, config.mesh.group6) == ("", "ff02::6b63")
+    with pytest.raises(ConfigError) as info:
+        parse_config('[mesh]\ngroup = ""\ngroup6 = ""\n')
+    assert info.value.field == "mesh.group" and "at least one" in str(info.value)

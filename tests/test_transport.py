@@ -274,3 +274,11 @@ def test_a_receive_backlog_sheds_bulk_then_normal_never_critical() -> None:
     sock.datagrams = [frame(2, 101)]
     transport._readable(sock)  # type: ignore[arg-type]
     assert got[-1][4:8] == (101).to_bytes(4, "big")
+
+
+def test_loopback_has_an_ipv4_address_and_a_missing_interface_none() -> None:
+    from cloudkernel.aio.transport import interface_has_ipv4
+
+    assert interface_has_ipv4("lo")
+    assert not interface_has_ipv4("no-such-if0")
+    assert not interface_has_ipv4("")

@@ -54,6 +54,7 @@ __all__ = [
     "TransportSettings",
     "TransportStatistics",
     "interface_flags",
+    "interface_has_ipv4",
     "resolve_interfaces",
 ]
 
@@ -134,6 +135,22 @@ def interface_flags(name: str) -> int | None:
             return None
     flags: int = struct.unpack_from("16sh", answer)[1]
     return flags & 0xFFFF
+
+
+_SIOCGIFADDR = 0x8915
+
+
+def interface_has_ipv4(name: str) -> bool:
+    """Whether interface ``name`` has an IPv4 address in this network namespace."""
+    encoded = name.encode()
+    if not 0 < len(encoded) < 16:
+        return False
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            fcntl.ioctl(probe.fileno(), _SIOCGIFADDR, struct.pack("256s", encoded))
+        except OSError:
+            return False
+    return True
 
 
 def _interface_names() -> list[str]:
@@ -287,6 +304,13 @@ class MulticastTransport:
                 rx.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, mreq)
             except OSError as exc:
                 raise TransportError(_join_problem(name, group, exc)) from None
+            if not interface_has_ipv4(name):
+                # The kernel still sends, from 0.0.0.0, and every receiver drops it.
+                log.warning(
+                    "interface %s has no IPv4 address: peers will drop its IPv4 datagrams; "
+                    'give it an address, or set mesh.group = "" to use IPv6 only',
+                    name,
+                )
             tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             self._senders.append((tx, (group, s.port)))
             self._queues.append(_SendQueue())
