@@ -149,6 +149,7 @@ class Daemon:
                 max_datagram=config.mesh.max_datagram,
                 drop_incoming=drop_incoming,
                 send_queue_limit=config.mesh.send_queue_limit,
+                receive_backlog_limit=config.mesh.receive_backlog_limit,
             ),
             self._datagram,
         )

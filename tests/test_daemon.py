@@ -171,7 +171,7 @@ def test_bad_traffic_is_counted_and_the_daemon_keeps_serving(swarm3: LocalSwarm)
     port = int(swarm3.configs[1].read_text().split("port = ")[1].split()[0])
     rss_before = _rss(swarm3.procs[1].pid)
     script = f"""
-import random, socket, struct
+import random, socket, struct, time
 rng = random.Random(3)
 s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
 s.setsockopt(socket.IPPROTO_IP, socket.IP_MULTICAST_LOOP, 1)
@@ -191,6 +191,8 @@ for i in range(3000):
     else:
         data = rng.randbytes(2000)
     s.sendto(data, dst)
+    if i % 25 == 24:
+        time.sleep(0.002)  # a steady flood: the daemon reads it all, not the kernel's drops
 """
     done = swarm3.net.run(
         [sys.executable, "-c", script], capture_output=True, text=True, timeout=60
@@ -201,7 +203,14 @@ for i in range(3000):
         status = client.status()
         client.publish("still/serving", 1.0)
     drops = status["drops"]
-    assert drops.get("malformed", 0) + drops.get("unknown-key", 0) + drops.get("bad-tag", 0) > 1000
+    # Every datagram is accounted for: dropped by reason, or shed unread when
+    # the daemon fell behind (bulk class bits in the garbage).  A few may be
+    # lost in the kernel when the machine is busy.
+    reasons = ("malformed", "unknown-key", "bad-tag", "too-large", "unsupported-version")
+    counted = sum(drops.get(r, 0) for r in reasons)
+    shed = sum(status["datagrams"]["shed_received"].values())
+    assert counted + shed >= 0.9 * 3000, (drops, shed)
+    assert counted >= 0.5 * 3000, drops
     assert swarm3.procs[1].poll() is None
     assert _rss(swarm3.procs[1].pid) - rss_before < 20 * 1024 * 1024
 

@@ -22,8 +22,9 @@ Rules it keeps:
   lost, which FEC and the next heartbeat absorb.
 * Under receive overload, the lowest classes are shed first: when one
   wake-up drains a full batch (more is waiting), bulk frames are dropped
-  unread until a wake-up empties the socket; after four such wake-ups in a
-  row normal frames too.  Critical frames are always read.  Each is counted
+  unread until a wake-up empties the socket; once ``receive_backlog_limit``
+  datagrams have been read without catching up, normal frames too.
+  Critical frames are always read.  Each is counted
   (``shed_received``).  The class is read from the frame's flags byte
   before any check: a forged class only changes what is shed first.
 * ``drop_incoming`` (0 by default) throws away that fraction of incoming
@@ -90,6 +91,8 @@ class TransportSettings:
     drop_incoming: float = 0.0
     #: datagrams waiting for room per socket at most (then shed, bulk first)
     send_queue_limit: int = 4096
+    #: datagrams read without catching up before normal frames are shed too
+    receive_backlog_limit: int = 4096
 
 
 @dataclass(frozen=True, slots=True)
@@ -355,7 +358,11 @@ class MulticastTransport:
         limit = self.settings.max_datagram
         drop = self.settings.drop_incoming
         # Behind on the last wake-up: the lowest classes wait no longer.
-        shed_from = _SHED_NORMAL if self._behind >= 4 else _SHED_BULK if self._behind else 3
+        backlog = self._behind * self.settings.batch
+        if backlog >= self.settings.receive_backlog_limit:
+            shed_from = _SHED_NORMAL
+        else:
+            shed_from = _SHED_BULK if self._behind else 3
         for _ in range(self.settings.batch):
             try:
                 # One byte more than allowed: a longer datagram shows as truncated.
