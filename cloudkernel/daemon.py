@@ -369,9 +369,9 @@ class Daemon:
         connection.on_close.append(lambda: self._unwatch(key))
         if not request.raw:
             # A watcher starts with the current value of every matching topic.
-            for info in self.node.topics(time.monotonic()):
-                if watcher.pattern.match(info.topic):
-                    self._dirty_topics.add(info.topic)
+            for topic in self.node.topic_names():
+                if watcher.pattern.match(topic):
+                    self._dirty_topics.add(topic)
             self._schedule_pump()
         return {"watching": request.pattern, "raw": request.raw}
 
@@ -380,12 +380,8 @@ class Daemon:
 
     def _topics(self, pattern: str | None, now: float) -> dict[str, Any]:
         regex = re.compile(fnmatch.translate(pattern)) if pattern else None
-        rows = []
-        for info in self.node.topics(now):
-            if regex is not None and not regex.match(info.topic):
-                continue
-            rows.append(topic_view(info, now, self.node.estimate(info.topic, now)))
-        return {"topics": rows}
+        names = [t for t in self.node.topic_names() if regex is None or regex.match(t)]
+        return {"topics": [topic_view(info, now) for info in self.node.topics(now, names)]}
 
     def _peers(self, now: float) -> dict[str, Any]:
         rows = []

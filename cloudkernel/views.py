@@ -99,8 +99,9 @@ def raw_view(topic: str, latest: list[Signal]) -> dict[str, Any]:
     }
 
 
-def topic_view(info: TopicInfo, now: float, estimate: Estimate | None) -> dict[str, Any]:
+def topic_view(info: TopicInfo, now: float) -> dict[str, Any]:
     """One row of the topic list."""
+    estimate = info.estimate
     return {
         "topic": info.topic,
         "kind": info.kind,

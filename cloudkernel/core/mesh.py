@@ -191,6 +191,8 @@ class TopicInfo:
     updates: int
     #: our clock at the last one
     last_update: float
+    #: the topic's estimate at the time asked; None for raw topics
+    estimate: Estimate | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -393,18 +395,21 @@ class MeshNode:
             return []
         return [held.raw[s] for s in sorted(held.raw)]
 
-    def topics(self, now: float) -> list[TopicInfo]:
-        """Every topic held, sorted by name."""
-        return [
-            TopicInfo(
-                name,
-                t.kind,
-                len(t.raw) if t.filter is None else t.filter.estimate(now).sources_total,
-                t.updates,
-                t.last_update,
-            )
-            for name, t in sorted(self._topics.items())
-        ]
+    def topic_names(self) -> list[str]:
+        """Every topic held, sorted; no estimate is made."""
+        return sorted(self._topics)
+
+    def topics(self, now: float, names: list[str] | None = None) -> list[TopicInfo]:
+        """Topics held (``names``, or every one), sorted by name, each with its estimate."""
+        rows = []
+        for name in sorted(self._topics) if names is None else names:
+            t = self._topics.get(name)
+            if t is None:
+                continue
+            estimate = None if t.filter is None else t.filter.estimate(now)
+            sources = len(t.raw) if estimate is None else estimate.sources_total
+            rows.append(TopicInfo(name, t.kind, sources, t.updates, t.last_update, estimate))
+        return rows
 
     def peers(self, now: float) -> list[PeerView]:
         return self.membership.peers(now)
@@ -606,10 +611,10 @@ class MeshNode:
                 return
             # The reading was taken `age` ago by the sender's account; an age
             # beyond the signal's longest lifetime says no more than that.
-            lifetimes = [x for x in (signal.ttl, signal.half_life) if x is not None]
+            longest = signal.ttl or 0.0
             if signal.half_life is not None:
-                lifetimes.append(signal.half_life * config.expire_half_lives)
-            age = min(max(signal.age, 0.0), max(lifetimes))
+                longest = max(longest, signal.half_life * config.expire_half_lives)
+            age = min(max(signal.age, 0.0), longest)
             result = held.filter.update(
                 signal.source,
                 value,
