@@ -541,3 +541,22 @@ def test_run_errors(tmp_path: Path, fake_run: list[dict[str, Any]]) -> None:
         "error: cannot open the multicast socket: Address in use"
     )
     assert "Usage" in _invoke(["run", "--inject-loss", "2"], 2).output
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["demo", "--nodes", "5", "--liars", "2"], "too many for 5 nodes"),
+        (["demo", "--nodes", "2"], "--nodes"),
+        (["demo", "--loss", "1.5"], "--loss"),
+        (["demo", "--duration", "0"], "--duration"),
+        (["run", "--inject-loss", "2"], "--inject-loss"),
+    ],
+)
+def test_demo_and_run_refuse_bad_arguments_before_starting_anything(
+    args: list[str], message: str
+) -> None:
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 2
+    assert message in result.output
+    assert "Traceback" not in result.output
