@@ -58,6 +58,7 @@ from .epoch import keep_epoch, next_epoch
 from .errors import CloudkernelError
 from .keyfile import load_key_file
 from .realtime import RealtimeStatus, apply_realtime, describe, freeze_gc
+from .reload import ReloadStats
 from .views import estimate_view, peer_view, raw_view, signal_view, topic_view
 
 __all__ = ["Daemon", "DaemonError", "run"]
@@ -168,6 +169,7 @@ class Daemon:
         self._epoch_kept = epoch
         self._watchers: dict[tuple[int, int], _Watcher] = {}
         self._dirty_topics: set[str] = set()
+        self.reload_stats = ReloadStats(last_success_unix=time.time())
 
     # -- life cycle ---------------------------------------------------------
 
