@@ -66,6 +66,7 @@ __all__ = [
     "MAX_CONFIG_BYTES",
     "MAX_TOPIC_ENTRIES",
     "POLICY_CACHE_SIZE",
+    "RESTART_ONLY",
     "Config",
     "ConsensusConfig",
     "ControlConfig",
@@ -97,6 +98,9 @@ POLICY_CACHE_SIZE: Final = 4096
 LIVE_RELOADABLE: Final = frozenset(
     {"membership", "qos", "consensus", "topic", "log", "metrics.max_topic_series"}
 )
+#: Settings inside a live section that still need a restart: the reputation
+#: table's settings shape what it has learnt, which a reload would not redo.
+RESTART_ONLY: Final = frozenset({"consensus.reputation"})
 
 _MACHINE_ID_PATH: Final = "/etc/machine-id"
 _MAX_U32: Final = 2**32 - 1
@@ -483,23 +487,47 @@ class Config:
             "topic": topics,
         }
 
-    def restart_required(self, new: Config) -> tuple[str, ...]:
-        """The settings that differ in ``new`` and need a restart to take
-        effect (those not in :data:`LIVE_RELOADABLE`), as sorted dotted names.
-        """
+    def changed(self, new: Config) -> tuple[str, ...]:
+        """The settings that differ in ``new``, as sorted dotted names
+        (``topic`` for any change to the ``[[topic]]`` entries)."""
         old_flat = _flatten(self.summary())
         new_flat = _flatten(new.summary())
         changed = {
             k for k in old_flat.keys() | new_flat.keys() if old_flat.get(k) != new_flat.get(k)
         }
         changed.discard("source")
-        return tuple(sorted(k for k in changed if not is_live_reloadable(k)))
+        return tuple(sorted(changed))
+
+    def restart_required(self, new: Config) -> tuple[str, ...]:
+        """The settings that differ in ``new`` and need a restart to take
+        effect (those not :func:`is_live_reloadable`), as sorted dotted names.
+        """
+        return tuple(k for k in self.changed(new) if not is_live_reloadable(k))
+
+    def reloaded(self, new: Config) -> Config:
+        """The config a reload to ``new`` runs with: ``new``'s live settings
+        (:func:`is_live_reloadable`) and this config's others, which need a
+        restart (:meth:`restart_required` names those that differ).
+        """
+        return dataclasses.replace(
+            self,
+            membership=new.membership,
+            qos=new.qos,
+            log=new.log,
+            metrics=dataclasses.replace(
+                self.metrics, max_topic_series=new.metrics.max_topic_series
+            ),
+            consensus=dataclasses.replace(new.consensus, reputation=self.consensus.reputation),
+            topics=new.topics,
+            source=new.source,
+        )
 
 
 def is_live_reloadable(name: str) -> bool:
     """Whether the setting ``name`` (dotted, e.g. ``qos.bulk.k_max``) changes on reload."""
     parts = name.split(".")
-    return any(".".join(parts[:i]) in LIVE_RELOADABLE for i in range(1, len(parts) + 1))
+    prefixes = {".".join(parts[:i]) for i in range(1, len(parts) + 1)}
+    return not prefixes & RESTART_ONLY and bool(prefixes & LIVE_RELOADABLE)
 
 
 def _plain(value: Any) -> Any:

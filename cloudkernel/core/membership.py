@@ -555,6 +555,25 @@ class PhiAccrualDetector:
         self._recount()
         self._last = None
 
+    def retune(
+        self, *, acceptable_pause: float, min_std_deviation: float, max_samples: int
+    ) -> None:
+        """Take new settings (a config reload) and keep the arrivals heard so far.
+
+        When ``max_samples`` shrinks, the oldest intervals go.
+
+        :raises ConfigError: for a value out of range (nothing is changed then)
+        """
+        _check_seconds("acceptable_pause", acceptable_pause, positive=False, limit=1e6)
+        _check_seconds("min_std_deviation", min_std_deviation, positive=True, limit=1e6)
+        _check_count("max_samples", max_samples, 2, 100_000)
+        self._pause = float(acceptable_pause)
+        self._min_std = float(min_std_deviation)
+        if max_samples != self._max_samples:
+            self._max_samples = max_samples
+            self._window = deque(self._window, maxlen=max_samples)
+            self._recount()
+
     def _recount(self) -> None:
         self._sum = math.fsum(self._window)
         self._sumsq = math.fsum(x * x for x in self._window)
@@ -828,6 +847,25 @@ class Membership:
     def config(self) -> MembershipConfig:
         """The settings in force."""
         return self._config
+
+    def reconfigure(self, config: MembershipConfig, now: float) -> None:
+        """Take new settings (a config reload) without forgetting any peer.
+
+        Every peer's detector keeps its arrivals and takes the new pause,
+        deviation floor and window; the thresholds apply from the next
+        :meth:`poll`.  A shorter heartbeat interval brings our next heartbeat
+        forward; a smaller ``max_peers`` bounds new peers only (none is evicted
+        for it).
+        """
+        _check_now(now)
+        self._config = config
+        for peer in self._peers.values():
+            peer.detector.retune(
+                acceptable_pause=config.acceptable_pause,
+                min_std_deviation=config.min_std_deviation,
+                max_samples=config.max_samples,
+            )
+        self._next_heartbeat = min(self._next_heartbeat, now + config.heartbeat_interval)
 
     # -- transitions ---------------------------------------------------------
 

@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import math
 from collections import OrderedDict, deque
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 
 from ..consensus import ConsensusFilter, Estimate, FilterConfig, Reputation, ReputationConfig
@@ -79,7 +79,7 @@ from .membership import (
     PeerView,
 )
 from .receiver import Receiver, ReceiverConfig
-from .sender import Sender, SenderConfig
+from .sender import ClassConfig, Sender, SenderConfig
 from .signals import MAX_HOPS, MAX_U32, QoS, Signal
 
 __all__ = [
@@ -220,14 +220,23 @@ class MeshStatistics:
     topics: int
 
 
-class _Topic:
-    __slots__ = ("filter", "kind", "last_update", "raw", "updates")
+#: a reading as its filter took it: value, confidence, time taken, half-life, ttl
+_Held = tuple[object, float, float, float | None, float | None]
 
-    def __init__(self, kind: str, filt: ConsensusFilter | None) -> None:
+
+class _Topic:
+    __slots__ = ("filter", "held", "kind", "last_update", "natural", "raw", "updates")
+
+    def __init__(self, kind: str, natural: tuple[str, int], filt: ConsensusFilter | None) -> None:
         self.kind = kind
+        #: the kind and dimensions of the topic's first value, which the policy was asked for
+        self.natural = natural
         self.filter = filt
         #: bytes topics: latest signal per source
         self.raw: OrderedDict[int, Signal] = OrderedDict()
+        #: fused topics: each source's latest accepted reading, so that a
+        #: reload that changes the topic's settings rebuilds its filter whole
+        self.held: OrderedDict[int, _Held] = OrderedDict()
         self.updates = 0
         self.last_update = 0.0
 
@@ -588,13 +597,13 @@ class MeshNode:
             if len(self._topics) >= self.config.max_topics:
                 self._unfused["too-many-topics"] += 1
                 return
-            kind, dims = _natural_kind(signal.value)
+            natural = kind, dims = _natural_kind(signal.value)
             filt = None
             if kind != "bytes":
                 policy = self.config.policy(signal.topic, kind, dims)
                 kind = policy.kind
                 filt = ConsensusFilter(policy, self.reputation)
-            held = self._topics[signal.topic] = _Topic(kind, filt)
+            held = self._topics[signal.topic] = _Topic(kind, natural, filt)
         if held.filter is None:
             if not isinstance(signal.value, bytes):
                 self._unfused["kind-mismatch"] += 1
@@ -615,11 +624,12 @@ class MeshNode:
             if signal.half_life is not None:
                 longest = max(longest, signal.half_life * config.expire_half_lives)
             age = min(max(signal.age, 0.0), longest)
+            taken = now - age
             result = held.filter.update(
                 signal.source,
                 value,
                 signal.confidence,
-                now - age,
+                taken,
                 half_life=signal.half_life,
                 ttl=signal.ttl,
             )
@@ -627,8 +637,81 @@ class MeshNode:
                 reason = f"consensus-{result}"
                 self._unfused[reason] = self._unfused.get(reason, 0) + 1
                 return
+            readings = held.held
+            readings[signal.source] = (
+                signal.value,
+                signal.confidence,
+                taken,
+                signal.half_life,
+                signal.ttl,
+            )
+            readings.move_to_end(signal.source)
+            if len(readings) > config.max_sources:
+                readings.popitem(last=False)
         held.updates += 1
         held.last_update = now
+
+    # -- reload -------------------------------------------------------------
+
+    def reconfigure(
+        self,
+        *,
+        membership: MembershipConfig,
+        classes: Mapping[QoS, ClassConfig],
+        policy: Policy,
+        now: float,
+    ) -> int:
+        """Take the settings a config reload may change; return how many
+        topics were rebuilt.
+
+        * membership: every peer is kept; see :meth:`Membership.reconfigure`;
+        * QoS classes: what is queued goes out under the old settings first;
+        * topic policies: new topics get the new policy at once; a held topic
+          whose settings change gets a new filter of the new settings, fed
+          again with each source's latest reading, so that its estimate goes
+          on without waiting for the sources to publish again.  A reading the
+          new settings refuse (out of the new range, of a new kind) is counted
+          in ``unfused`` as any refused reading is.
+
+        Reputation is kept as it is: it is learnt, not configured per topic.
+        """
+        self.membership.reconfigure(membership, now)
+        self.sender.reconfigure(classes, now)
+        self.config = replace(
+            self.config,
+            membership=membership,
+            sender=self.sender.config,
+            policy=policy,
+        )
+        rebuilt = 0
+        for topic, held in self._topics.items():
+            if held.filter is None:
+                continue
+            kind, dims = held.natural
+            config = policy(topic, kind, dims)
+            if config == held.filter.config:
+                continue
+            rebuilt += 1
+            held.kind = config.kind
+            held.filter = ConsensusFilter(config, self.reputation)
+            readings = sorted(held.held.items(), key=lambda item: item[1][2])
+            held.held = OrderedDict()
+            for source, (value, confidence, taken, half_life, ttl) in readings:
+                reading = _reading(config.kind, config.dims, value)
+                if reading is None:
+                    self._unfused["kind-mismatch"] += 1
+                    continue
+                result = held.filter.update(
+                    source, reading, confidence, taken, half_life=half_life, ttl=ttl
+                )
+                if result != "accepted":
+                    reason = f"consensus-{result}"
+                    self._unfused[reason] = self._unfused.get(reason, 0) + 1
+                    continue
+                held.held[source] = (value, confidence, taken, half_life, ttl)
+                if len(held.held) > config.max_sources:
+                    held.held.popitem(last=False)
+        return rebuilt
 
     # -- heartbeats ---------------------------------------------------------
 

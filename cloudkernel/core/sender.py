@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import struct
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from ..errors import CloudkernelError, ConfigError, SignalError
 from ..fec import ErasureCode
@@ -250,6 +250,20 @@ class Sender:
         out.extend(self._outbox)
         self._outbox = []
         return out
+
+    def reconfigure(self, classes: Mapping[QoS, ClassConfig], now: float) -> None:
+        """Take new per-class settings (a config reload).
+
+        Queued signals are sealed and open blocks closed under the settings
+        they were started with; their datagrams wait for the next
+        :meth:`poll`.  Frame-level settings (datagram size, encryption) are
+        not reloadable and stay.
+
+        :raises ConfigError: if ``classes`` does not configure every class
+        """
+        config = replace(self.config, classes=classes)
+        self._outbox = self.flush(now)
+        self.config = config
 
     def statistics(self) -> SenderStatistics:
         s = self._stats
