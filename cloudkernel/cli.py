@@ -866,12 +866,50 @@ def _status_lines(status: dict[str, Any]) -> list[str]:
             f"{_num(get('control', 'events_dropped'))} events dropped",
         ),
         ("Config", _num(status.get("config") or "built-in defaults")),
+        ("Reloads", _reloads(status.get("reload"))),
     ]
     width = max(len(name) for name, _ in fields)
     return [
         f"{name.ljust(width)} : {value}" if name else f"{''.ljust(width)}   {value}"
         for name, value in fields
     ]
+
+
+def _reloads(reload: Any) -> str:
+    if not isinstance(reload, dict):
+        return "-"
+    text = f"{_num(reload.get('succeeded'))} applied, {_num(reload.get('failed'))} refused"
+    if reload.get("last_ok") is False:
+        text += f"; the last was refused: {_num(reload.get('last_error'))}"
+    return text
+
+
+@main.command()
+@_json_option
+@click.pass_context
+def reload(ctx: click.Context, as_json: bool) -> None:
+    """Make the daemon read its config file again (as SIGHUP does).
+
+    The whole file is checked first: a bad one changes nothing and the
+    command fails with the daemon's one-line reason (exit 4).  Settings that
+    need a restart keep their running values and are listed.
+    """
+    with _daemon_errors(), _client(ctx) as client:
+        result = client.reload()
+    if as_json:
+        _echo_json(result)
+        return
+    changed = result.get("changed") or []
+    restart = result.get("restart_required") or []
+    source = result.get("config") or "built-in defaults"
+    if changed:
+        click.echo(
+            f"reloaded {source}: {len(changed)} setting(s) changed: {', '.join(map(str, changed))}"
+        )
+    else:
+        click.echo(f"reloaded {source}: no live setting changed")
+    if restart:
+        click.echo(f"needs a restart to take effect: {', '.join(map(str, restart))}")
 
 
 @main.command()
@@ -991,7 +1029,13 @@ def run(
         # The daemon's modules (asyncio, sockets, uvloop) load for `run` only.
         from . import daemon
 
-        daemon.run(config, socket_path=options.socket, drop_incoming=inject_loss)
+        daemon.run(
+            config,
+            socket_path=options.socket,
+            drop_incoming=inject_loss,
+            config_path=config_path,
+            log_level_fixed=log_level is not None,
+        )
     except (CloudkernelError, OSError) as exc:
         _fail(f"error: {exc}", EXIT_ERROR)
     finally:

@@ -552,6 +552,15 @@ class Client:
         """The peers the daemon hears, with their liveness, loss and reputation."""
         return _rows("peers", self._call(ControlOp.PEERS, {}))
 
+    def reload(self) -> dict[str, Any]:
+        """Make the daemon read its config file again and apply the live settings.
+
+        :returns: ``{"config", "changed", "restart_required", "topics_rebuilt"}``
+        :raises RequestFailed: (``invalid-config``) when the file is bad; the
+            running config stays
+        """
+        return _dict("reload", self._call(ControlOp.RELOAD, {}))
+
     def watch(self, pattern: str, *, raw: bool = False, duration: float | None = None) -> Watch:
         """Stream the estimates (or, with ``raw``, every raw signal) of the topics
         matching the glob ``pattern``.
@@ -865,6 +874,10 @@ class AsyncClient:
     async def peers(self) -> list[dict[str, Any]]:
         """As :meth:`Client.peers`."""
         return _rows("peers", await self._call(ControlOp.PEERS, {}))
+
+    async def reload(self) -> dict[str, Any]:
+        """As :meth:`Client.reload`."""
+        return _dict("reload", await self._call(ControlOp.RELOAD, {}))
 
     def watch(
         self, pattern: str, *, raw: bool = False, duration: float | None = None

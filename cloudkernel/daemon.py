@@ -39,7 +39,7 @@ from . import __version__
 from .aio.control_server import ControlConnection, ControlRefusal, ControlServer
 from .aio.lag import LoopLagMonitor
 from .aio.transport import MulticastTransport, TransportSettings, resolve_interfaces
-from .config import Config
+from .config import Config, load_config
 from .consensus import FilterConfig
 from .core.auth import KeyRing, SwarmKey
 from .core.control import (
@@ -47,6 +47,7 @@ from .core.control import (
     GetRequest,
     PeersRequest,
     PublishRequest,
+    ReloadRequest,
     Request,
     StatusRequest,
     TopicsRequest,
@@ -55,7 +56,7 @@ from .core.control import (
 from .core.membership import PeerState
 from .core.mesh import MeshConfig, MeshNode, SignalDelivered
 from .epoch import keep_epoch, next_epoch
-from .errors import CloudkernelError
+from .errors import CloudkernelError, ConfigError
 from .keyfile import load_key_file
 from .realtime import RealtimeStatus, apply_realtime, describe, freeze_gc
 from .reload import ReloadStats
@@ -112,6 +113,9 @@ class Daemon:
     :param socket_path: the control socket's path.
     :param drop_incoming: fraction of incoming datagrams thrown away on
         purpose (loss injection for demos and tests).
+    :param config_path: the file :meth:`reload` reads; None: the built-in defaults.
+    :param log_level_fixed: the log level comes from the command line, not
+        the config, and a reload leaves it.
     """
 
     def __init__(
@@ -123,8 +127,14 @@ class Daemon:
         keyring: KeyRing,
         socket_path: str,
         drop_incoming: float = 0.0,
+        config_path: str | None = None,
+        log_level_fixed: bool = False,
     ) -> None:
         self.config = config
+        #: the file a reload reads (None: the built-in defaults)
+        self.config_path = config_path
+        #: the log level was set on the command line: a reload leaves it
+        self.log_level_fixed = log_level_fixed
         self.node_id = node_id
         self.socket_path = socket_path
         self.started = time.monotonic()
@@ -338,6 +348,8 @@ class Daemon:
             return self.status(now)
         if isinstance(request, PeersRequest):
             return self._peers(now)
+        if isinstance(request, ReloadRequest):
+            return self.reload()
         raise ControlRefusal(ErrorCode.INTERNAL, f"no handler for {request.op}")
 
     def _get(self, topic: str, now: float) -> dict[str, Any]:
@@ -399,6 +411,67 @@ class Daemon:
             )
         return {"peers": rows}
 
+    # -- reload -------------------------------------------------------------
+
+    def reload(self) -> dict[str, Any]:
+        """Read the config file again and apply its live settings.
+
+        The whole file is validated first: a bad one changes nothing, is
+        logged and counted in :attr:`reload_stats`.  Settings that need a
+        restart keep their running values and are named in a warning.
+
+        :raises ControlRefusal: (``invalid-config``) when the file is bad
+        """
+        stats = self.reload_stats
+        stats.last_attempt_unix = time.time()
+        try:
+            new = load_config(self.config_path)
+        except ConfigError as exc:
+            stats.failed += 1
+            stats.last_ok = False
+            stats.last_error = str(exc)
+            log.error("reload refused, the running config stays: %s", exc)
+            raise ControlRefusal(ErrorCode.INVALID_CONFIG, str(exc)) from None
+        old = self.config
+        restart = old.restart_required(new)
+        running = old.reloaded(new)
+        applied = old.changed(running)
+        rebuilt = self.node.reconfigure(
+            membership=running.membership,
+            classes=running.qos.classes(),
+            policy=topic_policy(running),
+            now=time.monotonic(),
+        )
+        self.config = running
+        if not self.log_level_fixed:
+            logging.getLogger().setLevel(running.log.level.upper())
+        stats.succeeded += 1
+        stats.last_ok = True
+        stats.last_error = ""
+        stats.last_success_unix = stats.last_attempt_unix
+        log.info(
+            "reloaded %s: %s",
+            running.source,
+            f"{len(applied)} setting(s) changed, {rebuilt} topic(s) rebuilt"
+            if applied
+            else "no live setting changed",
+        )
+        if restart:
+            log.warning(
+                "reload: %s changed but need(s) a restart to take effect", ", ".join(restart)
+            )
+        self._schedule_pump()
+        return {
+            "config": running.source,
+            "changed": list(applied),
+            "restart_required": list(restart),
+            "topics_rebuilt": rebuilt,
+        }
+
+    def _reload_on_signal(self) -> None:
+        with contextlib.suppress(ControlRefusal):  # logged and counted already
+            self.reload()
+
     def status(self, now: float) -> dict[str, Any]:
         """The daemon's status as plain data (``cloudkernel status``)."""
         stats = self.node.statistics()
@@ -453,6 +526,12 @@ class Daemon:
                 "events_dropped": self.control.counters.events_dropped,
             },
             "config": self.config.source,
+            "reload": {
+                "succeeded": self.reload_stats.succeeded,
+                "failed": self.reload_stats.failed,
+                "last_ok": self.reload_stats.last_ok,
+                "last_error": self.reload_stats.last_error,
+            },
         }
 
 
@@ -465,8 +544,16 @@ def _new_loop() -> tuple[asyncio.AbstractEventLoop, str | None]:
     return loop, None
 
 
-def run(config: Config, *, socket_path: str | None = None, drop_incoming: float = 0.0) -> None:
-    """Start the daemon and run it until SIGTERM or SIGINT.
+def run(
+    config: Config,
+    *,
+    socket_path: str | None = None,
+    drop_incoming: float = 0.0,
+    config_path: str | None = None,
+    log_level_fixed: bool = False,
+) -> None:
+    """Start the daemon and run it until SIGTERM or SIGINT; SIGHUP reloads
+    ``config_path`` (see :meth:`Daemon.reload`).
 
     :raises DaemonError: (or another :class:`CloudkernelError`) when a
         start-up step fails; the message is one line fit for the operator.
@@ -484,6 +571,8 @@ def run(config: Config, *, socket_path: str | None = None, drop_incoming: float 
         keyring=keyring,
         socket_path=socket_path or config.control.socket_path(),
         drop_incoming=drop_incoming,
+        config_path=config_path,
+        log_level_fixed=log_level_fixed,
     )
     loop, loop_warning = _new_loop()
     if loop_warning:
@@ -493,9 +582,10 @@ def run(config: Config, *, socket_path: str | None = None, drop_incoming: float 
         asyncio.set_event_loop(loop)
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, stop.set)
+        loop.add_signal_handler(signal.SIGHUP, daemon._reload_on_signal)
         loop.run_until_complete(daemon.serve(stop))
     finally:
-        for signum in (signal.SIGTERM, signal.SIGINT):
+        for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
             with contextlib.suppress(Exception):
                 loop.remove_signal_handler(signum)
         loop.close()

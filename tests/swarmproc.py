@@ -12,6 +12,7 @@ Every wait is bounded; everything is stopped on :meth:`close`.
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from typing import Any
 from cloudkernel.client import Client
 from cloudkernel.errors import CloudkernelError
 from cloudkernel.keyfile import generate_key, write_key_file
-from cloudkernel.sandbox import PrivateNetwork
+from cloudkernel.sandbox import PrivateNetwork, SandboxError
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -35,6 +36,17 @@ acceptable_pause = 0.3
 min_std_deviation = 0.05
 dead_after = 1.0
 """
+
+
+def sandbox_problem() -> str | None:
+    """Why no private network namespace can be made here, or None when one can."""
+    if shutil.which("unshare") is None:
+        return "util-linux (unshare) is missing"
+    try:
+        PrivateNetwork().close()
+    except SandboxError as exc:
+        return str(exc)
+    return None
 
 
 def node_config(base: Path, node: int, port: int, extra: str = "", priority: int = 0) -> str:

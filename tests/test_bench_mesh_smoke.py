@@ -13,30 +13,18 @@ from __future__ import annotations
 
 import importlib.util
 import json
-import shutil
 import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
 import pytest
-
-from cloudkernel.sandbox import PrivateNetwork, SandboxError
+from swarmproc import sandbox_problem
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench_mesh.py"
 
 
-def _sandbox_problem() -> str | None:
-    if shutil.which("unshare") is None:
-        return "util-linux is missing"
-    try:
-        PrivateNetwork().close()
-    except SandboxError as exc:
-        return str(exc)
-    return None
-
-
-_PROBLEM = _sandbox_problem()
+_PROBLEM = sandbox_problem()
 
 
 def load_bench() -> ModuleType:

@@ -492,8 +492,23 @@ def fake_run(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
     """Replace cloudkernel.daemon.run; record its calls, log a warning and an info line."""
     calls: list[dict[str, Any]] = []
 
-    def run(config: Config, *, socket_path: str | None, drop_incoming: float) -> None:
-        calls.append({"config": config, "socket_path": socket_path, "drop": drop_incoming})
+    def run(
+        config: Config,
+        *,
+        socket_path: str | None,
+        drop_incoming: float,
+        config_path: str | None,
+        log_level_fixed: bool,
+    ) -> None:
+        calls.append(
+            {
+                "config": config,
+                "socket_path": socket_path,
+                "drop": drop_incoming,
+                "config_path": config_path,
+                "log_level_fixed": log_level_fixed,
+            }
+        )
         logging.getLogger("cloudkernel.daemon").warning("a warning")
         logging.getLogger("cloudkernel.daemon").info("an info line")
         if config.mesh.port == 1:
@@ -512,11 +527,14 @@ def test_run_passes_config_socket_and_loss(tmp_path: Path, fake_run: list[dict[s
     (call,) = fake_run
     assert call["config"].mesh.port == 47001
     assert (call["socket_path"], call["drop"]) == ("/tmp/x.sock", 0.25)
+    # A reload reads the same file; the config's log level may change then.
+    assert (call["config_path"], call["log_level_fixed"]) == (str(config), False)
     assert f"cloudkernel[{os.getpid()}]: WARNING a warning" in result.stderr
     assert "an info line" not in result.stderr  # log.level = warning
     result = _invoke(["run", "--config", str(config), "--log-level", "info"])
     assert f"cloudkernel[{os.getpid()}]: INFO an info line" in result.stderr
     assert fake_run[1]["socket_path"] is None and fake_run[1]["drop"] == 0.0
+    assert fake_run[1]["log_level_fixed"] is True  # --log-level outlasts reloads
 
 
 def test_run_without_a_config_file_takes_the_defaults(
@@ -525,6 +543,7 @@ def test_run_without_a_config_file_takes_the_defaults(
     monkeypatch.setattr(cli, "DEFAULT_CONFIG_PATH", str(tmp_path / "absent.toml"))
     _invoke(["run"])
     assert fake_run[0]["config"].mesh.port == 47475
+    assert fake_run[0]["config_path"] is None  # a reload takes the built-in defaults again
 
 
 def test_run_errors(tmp_path: Path, fake_run: list[dict[str, Any]]) -> None:

@@ -17,7 +17,7 @@ import math
 import random
 import struct
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any
+from typing import Any, get_args
 
 import msgpack  # type: ignore[import-untyped]
 import pytest
@@ -40,6 +40,7 @@ from cloudkernel.core.control import (
     GetRequest,
     PeersRequest,
     PublishRequest,
+    ReloadRequest,
     Reply,
     ReplyDecoder,
     Request,
@@ -136,6 +137,7 @@ def test_constants() -> None:
         "topics",
         "status",
         "peers",
+        "reload",
     ]
     assert [code.value for code in ErrorCode] == [
         "malformed",
@@ -146,6 +148,7 @@ def test_constants() -> None:
         "not-found",
         "not-authorised",
         "busy",
+        "invalid-config",
         "internal",
     ]
 
@@ -153,7 +156,7 @@ def test_constants() -> None:
 def test_every_op_is_read_only_or_mutating() -> None:
     assert READ_ONLY_OPS | MUTATING_OPS == frozenset(ControlOp)
     assert not READ_ONLY_OPS & MUTATING_OPS
-    assert MUTATING_OPS == {ControlOp.PUBLISH}
+    assert MUTATING_OPS == {ControlOp.PUBLISH, ControlOp.RELOAD}
 
 
 def test_request_classes_name_their_op() -> None:
@@ -165,6 +168,7 @@ def test_request_classes_name_their_op() -> None:
         TopicsRequest(1, None),
         StatusRequest(1),
         PeersRequest(1),
+        ReloadRequest(1),
     ]
     assert [r.op for r in requests] == list(ControlOp)
 
@@ -211,6 +215,7 @@ ROUND_TRIPS: list[tuple[ControlOp, dict[str, Any] | None, Request]] = [
     (ControlOp.STATUS, None, StatusRequest(7)),
     (ControlOp.STATUS, {}, StatusRequest(7)),
     (ControlOp.PEERS, None, PeersRequest(7)),
+    (ControlOp.RELOAD, None, ReloadRequest(7)),
 ]
 
 
@@ -386,12 +391,12 @@ def test_unsupported_version(version: int) -> None:
     )
 
 
-@pytest.mark.parametrize("op", ["", "Publish", "reload", "status ", "\x00"])
+@pytest.mark.parametrize("op", ["", "Publish", "Reload", "status ", "\x00"])
 def test_unknown_op(op: str) -> None:
     result = failure(request(op))
     assert result.code == ErrorCode.UNKNOWN_OP
     assert repr(op) in result.message
-    assert "get, peers, publish, status, topics, watch" in result.message
+    assert "get, peers, publish, reload, status, topics, watch" in result.message
 
 
 BAD_ARGUMENTS: list[tuple[str, dict[Any, Any], str]] = [
@@ -635,8 +640,8 @@ def test_bad_ids_are_refused(id: Any) -> None:
 
 
 def test_encode_request_misuse() -> None:
-    with pytest.raises(ControlError, match="unknown-op: op 'reload' is not an op"):
-        encode_request("reload")
+    with pytest.raises(ControlError, match="unknown-op: op 'restart' is not an op"):
+        encode_request("restart")
     with pytest.raises(ControlError, match="op 1 is a int; give a str"):
         encode_request(1)  # type: ignore[arg-type]
     with pytest.raises(ControlError, match=r"args \[\] is a list; give a dict"):
@@ -649,7 +654,7 @@ def test_encode_request_misuse() -> None:
 
 def test_encode_request_unchecked() -> None:
     # check=False sends what the daemon will refuse, to test the daemon.
-    assert failure(encode_request("reload", None, 5, check=False)).code == ErrorCode.UNKNOWN_OP
+    assert failure(encode_request("restart", None, 5, check=False)).code == ErrorCode.UNKNOWN_OP
     data = encode_request("get", {"topic": 1}, 5, check=False)
     assert failure(data).code == ErrorCode.BAD_ARGUMENT
     with pytest.raises(ControlError):
@@ -793,16 +798,7 @@ def test_deepest_request_is_read() -> None:
 def check_outcomes(out: list[Outcome]) -> None:
     """Only documented outcomes: requests, and failures with at most one fatal, last."""
     for index, item in enumerate(out):
-        assert isinstance(
-            item,
-            PublishRequest
-            | GetRequest
-            | WatchRequest
-            | TopicsRequest
-            | StatusRequest
-            | PeersRequest
-            | ControlFailure,
-        )
+        assert isinstance(item, (*get_args(Request), ControlFailure))
         if isinstance(item, ControlFailure):
             assert type(item.code) is ErrorCode
             assert item.code in {

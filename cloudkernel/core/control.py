@@ -68,6 +68,7 @@ __all__ = [
     "GetRequest",
     "PeersRequest",
     "PublishRequest",
+    "ReloadRequest",
     "Reply",
     "ReplyDecoder",
     "Request",
@@ -110,6 +111,7 @@ class ControlOp(enum.StrEnum):
     TOPICS = "topics"
     STATUS = "status"
     PEERS = "peers"
+    RELOAD = "reload"
 
 
 #: ops that change nothing in the daemon
@@ -117,7 +119,7 @@ READ_ONLY_OPS = frozenset(
     {ControlOp.GET, ControlOp.WATCH, ControlOp.TOPICS, ControlOp.STATUS, ControlOp.PEERS}
 )
 #: ops that change what the daemon holds or sends
-MUTATING_OPS = frozenset({ControlOp.PUBLISH})
+MUTATING_OPS = frozenset({ControlOp.PUBLISH, ControlOp.RELOAD})
 
 
 class ErrorCode(enum.StrEnum):
@@ -140,6 +142,8 @@ class ErrorCode(enum.StrEnum):
     """The client may not use this op."""
     BUSY = "busy"
     """The daemon is overloaded; the client may try again later."""
+    INVALID_CONFIG = "invalid-config"
+    """A reload found the config file unreadable or invalid; the running config stays."""
     INTERNAL = "internal"
     """The daemon failed (a bug, or a reply over ``MAX_REPLY``)."""
 
@@ -212,8 +216,23 @@ class PeersRequest:
     """The request id, 0..2^32-1."""
 
 
+@dataclass(frozen=True, slots=True)
+class ReloadRequest:
+    """Re-read the config file and apply its live settings (as SIGHUP does)."""
+
+    op: ClassVar[ControlOp] = ControlOp.RELOAD
+    id: int
+    """The request id, 0..2^32-1."""
+
+
 Request: TypeAlias = (
-    PublishRequest | GetRequest | WatchRequest | TopicsRequest | StatusRequest | PeersRequest
+    PublishRequest
+    | GetRequest
+    | WatchRequest
+    | TopicsRequest
+    | StatusRequest
+    | PeersRequest
+    | ReloadRequest
 )
 
 
@@ -698,6 +717,10 @@ def _parse_peers(id: int, args: dict[str, Any]) -> PeersRequest:
     return PeersRequest(id)
 
 
+def _parse_reload(id: int, args: dict[str, Any]) -> ReloadRequest:
+    return ReloadRequest(id)
+
+
 _PARSERS: dict[str, tuple[Callable[[int, dict[str, Any]], Request], frozenset[str]]] = {
     ControlOp.PUBLISH: (
         _parse_publish,
@@ -708,6 +731,7 @@ _PARSERS: dict[str, tuple[Callable[[int, dict[str, Any]], Request], frozenset[st
     ControlOp.TOPICS: (_parse_topics, frozenset({"pattern"})),
     ControlOp.STATUS: (_parse_status, frozenset()),
     ControlOp.PEERS: (_parse_peers, frozenset()),
+    ControlOp.RELOAD: (_parse_reload, frozenset()),
 }
 
 
