@@ -51,16 +51,26 @@ class PrivateNetwork:
     """A network namespace with multicast on loopback (see the module docstring).
 
     Use as a context manager; :meth:`close` ends it.
+
+    :param privileged: make a network namespace only, without a user
+        namespace, so that processes inside keep the caller's real
+        capabilities (SCHED_FIFO, mlockall); needs root.  By default the
+        namespace is made inside a user namespace, where no such right is
+        real, which is what an unprivileged user gets.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, privileged: bool = False) -> None:
+        if privileged and os.geteuid() != 0:
+            raise SandboxError("a privileged private network needs root")
+        self._privileged = privileged
         for tool in ("unshare", "nsenter", "ip"):
             if shutil.which(tool) is None:
                 raise SandboxError(
                     f"{tool} is not installed (Debian: apt-get install util-linux iproute2)"
                 )
+        namespaces = ["--net"] if privileged else ["--user", "--map-root-user", "--net"]
         self._holder = subprocess.Popen(
-            ["unshare", "--user", "--map-root-user", "--net", "sh", "-c", _SETUP],
+            ["unshare", *namespaces, "sh", "-c", _SETUP],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -83,16 +93,10 @@ class PrivateNetwork:
 
     def command(self, argv: Sequence[str]) -> list[str]:
         """``argv`` wrapped to run inside the namespace."""
-        return [
-            "nsenter",
-            "--preserve-credentials",
-            "--user",
-            "--net",
-            "--target",
-            str(self.pid),
-            "--",
-            *argv,
-        ]
+        namespaces = (
+            ["--net"] if self._privileged else ["--preserve-credentials", "--user", "--net"]
+        )
+        return ["nsenter", *namespaces, "--target", str(self.pid), "--", *argv]
 
     def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
         """Start ``argv`` inside the namespace; it gets SIGTERM if this process dies."""
