@@ -46,6 +46,7 @@ from .core.control import (
     ErrorCode,
     GetRequest,
     PeersRequest,
+    PublishManyRequest,
     PublishRequest,
     ReloadRequest,
     Request,
@@ -55,6 +56,7 @@ from .core.control import (
 )
 from .core.membership import PeerState
 from .core.mesh import MeshConfig, MeshNode, SignalDelivered
+from .core.signals import Signal
 from .epoch import keep_epoch, next_epoch
 from .errors import CloudkernelError, ConfigError
 from .keyfile import load_key_file
@@ -335,7 +337,7 @@ class Daemon:
     def _request(self, request: Request, connection: ControlConnection) -> object:
         now = time.monotonic()
         if isinstance(request, PublishRequest):
-            stamped = self.node.publish(request.signal, now)
+            stamped = self.node.publish(request.signal, now, checked=True)
             self._schedule_pump()
             return {"topic": stamped.topic, "source": stamped.source, "seq": stamped.seq}
         if isinstance(request, GetRequest):
@@ -350,7 +352,22 @@ class Daemon:
             return self._peers(now)
         if isinstance(request, ReloadRequest):
             return self.reload()
+        if isinstance(request, PublishManyRequest):
+            return self._publish_many(request.signals, now)
         raise ControlRefusal(ErrorCode.INTERNAL, f"no handler for {request.op}")
+
+    def _publish_many(self, signals: tuple[Signal, ...], now: float) -> dict[str, Any]:
+        publish = self.node.publish
+        first = last = publish(signals[0], now, checked=True)
+        for one in signals[1:]:
+            last = publish(one, now, checked=True)
+        self._schedule_pump()
+        return {
+            "published": len(signals),
+            "source": first.source,
+            "first_seq": first.seq,
+            "last_seq": last.seq,
+        }
 
     def _get(self, topic: str, now: float) -> dict[str, Any]:
         kind = self.node.topic_kind(topic)

@@ -39,6 +39,7 @@ from cloudkernel.core.control import (
     ErrorCode,
     GetRequest,
     PeersRequest,
+    PublishManyRequest,
     PublishRequest,
     ReloadRequest,
     Reply,
@@ -138,6 +139,7 @@ def test_constants() -> None:
         "status",
         "peers",
         "reload",
+        "publish_many",
     ]
     assert [code.value for code in ErrorCode] == [
         "malformed",
@@ -156,7 +158,7 @@ def test_constants() -> None:
 def test_every_op_is_read_only_or_mutating() -> None:
     assert READ_ONLY_OPS | MUTATING_OPS == frozenset(ControlOp)
     assert not READ_ONLY_OPS & MUTATING_OPS
-    assert MUTATING_OPS == {ControlOp.PUBLISH, ControlOp.RELOAD}
+    assert MUTATING_OPS == {ControlOp.PUBLISH, ControlOp.RELOAD, ControlOp.PUBLISH_MANY}
 
 
 def test_request_classes_name_their_op() -> None:
@@ -169,6 +171,7 @@ def test_request_classes_name_their_op() -> None:
         StatusRequest(1),
         PeersRequest(1),
         ReloadRequest(1),
+        PublishManyRequest(1, (signal,)),
     ]
     assert [r.op for r in requests] == list(ControlOp)
 
@@ -216,6 +219,17 @@ ROUND_TRIPS: list[tuple[ControlOp, dict[str, Any] | None, Request]] = [
     (ControlOp.STATUS, {}, StatusRequest(7)),
     (ControlOp.PEERS, None, PeersRequest(7)),
     (ControlOp.RELOAD, None, ReloadRequest(7)),
+    (
+        ControlOp.PUBLISH_MANY,
+        {"signals": [{"topic": "a", "value": 1.5}, {"topic": "b", "value": b"x", "ttl": 2}]},
+        PublishManyRequest(
+            7,
+            (
+                make_signal("a", 1.5, half_life=DEFAULT_HALF_LIFE),
+                make_signal("b", b"x", ttl=2.0),
+            ),
+        ),
+    ),
 ]
 
 
@@ -396,7 +410,7 @@ def test_unknown_op(op: str) -> None:
     result = failure(request(op))
     assert result.code == ErrorCode.UNKNOWN_OP
     assert repr(op) in result.message
-    assert "get, peers, publish, reload, status, topics, watch" in result.message
+    assert "get, peers, publish, publish_many, reload, status, topics, watch" in result.message
 
 
 BAD_ARGUMENTS: list[tuple[str, dict[Any, Any], str]] = [
@@ -924,3 +938,32 @@ def test_fuzz_seeded_mutations() -> None:
         cuts = [rng.randrange(len(chunk) + 1) for _ in range(rng.randint(0, 10))]
         assert feed_requests(pieces(chunk, cuts)) == whole
         assert feed_replies(pieces(chunk, cuts)) == feed_replies([chunk])
+
+
+@pytest.mark.parametrize(
+    ("signals", "words"),
+    [
+        ([], "not an array of 1..1024 signals"),
+        ("x", "not an array of 1..1024 signals"),
+        ([{"topic": "a", "value": 1.0}] * 1025, "not an array of 1..1024 signals"),
+        ([{"topic": "a", "value": 1.0}, 3], "signals[1] is 3, not a map"),
+        (
+            [{"topic": "a", "value": 1.0, "colour": 1}],
+            "signals[0] has unknown argument(s) 'colour'",
+        ),
+        ([{"value": 1.0}], "signals[0] argument topic is missing"),
+        (
+            [{"topic": "a", "value": 1.0}, {"topic": "$hb", "value": 1.0}],
+            "signals[1] argument topic",
+        ),
+        ([{"topic": "a", "value": float("nan")}], "signals[0]"),
+        ([{"topic": "a", "value": 1.0, "qos": "urgent"}], "signals[0] argument qos 'urgent'"),
+    ],
+)
+def test_publish_many_refuses_the_whole_batch_naming_the_signal(
+    signals: object, words: str
+) -> None:
+    result = failure(request("publish_many", {"signals": signals}))
+    assert result.code == ErrorCode.BAD_ARGUMENT
+    assert result.message.startswith("publish_many: ")
+    assert words in result.message

@@ -53,6 +53,7 @@ from .signals import MAX_TOPIC_BYTES, MAX_U32, QoS, Signal, make_signal
 __all__ = [
     "DEFAULT_HALF_LIFE",
     "HEADER",
+    "MAX_BATCH",
     "MAX_DEPTH",
     "MAX_ERROR_MESSAGE",
     "MAX_PATTERN_BYTES",
@@ -67,6 +68,7 @@ __all__ = [
     "ErrorCode",
     "GetRequest",
     "PeersRequest",
+    "PublishManyRequest",
     "PublishRequest",
     "ReloadRequest",
     "Reply",
@@ -98,6 +100,8 @@ MAX_DEPTH = 32
 MAX_PATTERN_BYTES = 128
 #: error messages longer than this many characters are cut by encode_error
 MAX_ERROR_MESSAGE = 1024
+#: signals one publish_many request carries at most
+MAX_BATCH = 1024
 #: seconds: the half-life of a publish that gives neither half_life nor ttl
 DEFAULT_HALF_LIFE = 10.0
 
@@ -112,6 +116,7 @@ class ControlOp(enum.StrEnum):
     STATUS = "status"
     PEERS = "peers"
     RELOAD = "reload"
+    PUBLISH_MANY = "publish_many"
 
 
 #: ops that change nothing in the daemon
@@ -119,7 +124,7 @@ READ_ONLY_OPS = frozenset(
     {ControlOp.GET, ControlOp.WATCH, ControlOp.TOPICS, ControlOp.STATUS, ControlOp.PEERS}
 )
 #: ops that change what the daemon holds or sends
-MUTATING_OPS = frozenset({ControlOp.PUBLISH, ControlOp.RELOAD})
+MUTATING_OPS = frozenset({ControlOp.PUBLISH, ControlOp.RELOAD, ControlOp.PUBLISH_MANY})
 
 
 class ErrorCode(enum.StrEnum):
@@ -217,6 +222,17 @@ class PeersRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class PublishManyRequest:
+    """Publish several signals at once, in order (one round trip for all)."""
+
+    op: ClassVar[ControlOp] = ControlOp.PUBLISH_MANY
+    id: int
+    """The request id, 0..2^32-1."""
+    signals: tuple[Signal, ...]
+    """1..:data:`MAX_BATCH` signals, each checked as a publish's."""
+
+
+@dataclass(frozen=True, slots=True)
 class ReloadRequest:
     """Re-read the config file and apply its live settings (as SIGHUP does)."""
 
@@ -233,6 +249,7 @@ Request: TypeAlias = (
     | StatusRequest
     | PeersRequest
     | ReloadRequest
+    | PublishManyRequest
 )
 
 
@@ -652,8 +669,42 @@ def _check_name(op: ControlOp, name: str, value: object, what: str, limit: int) 
 _QOS_NAMES = {q.name.lower(): q for q in QoS}
 
 
+_PUBLISH_FIELDS = frozenset({"topic", "value", "confidence", "half_life", "ttl", "qos"})
+
+
 def _parse_publish(id: int, args: dict[str, Any]) -> PublishRequest:
-    op = ControlOp.PUBLISH
+    return PublishRequest(id, _signal_of(ControlOp.PUBLISH, args))
+
+
+def _parse_publish_many(id: int, args: dict[str, Any]) -> PublishManyRequest:
+    op = ControlOp.PUBLISH_MANY
+    items = _required(op, args, "signals")
+    if type(items) is not list or not 1 <= len(items) <= MAX_BATCH:
+        raise _bad(
+            op,
+            f"argument signals {_show(items)} is not an array of 1..{MAX_BATCH} signals",
+        )
+    signals = []
+    for index, item in enumerate(items):
+        try:
+            if type(item) is not dict:
+                raise _bad(op, f"is {_show(item)}, not a map of a publish's arguments")
+            unknown = sorted(map(_show, set(item) - _PUBLISH_FIELDS))
+            if unknown:
+                raise _bad(
+                    op,
+                    f"has unknown argument(s) {', '.join(unknown)}; "
+                    f"a signal takes {_names(_PUBLISH_FIELDS)}",
+                )
+            signals.append(_signal_of(op, item))
+        except _Refused as exc:
+            reason = exc.message.removeprefix(f"{op}: ")
+            raise _bad(op, f"signals[{index}] {reason}") from None
+    return PublishManyRequest(id, tuple(signals))
+
+
+def _signal_of(op: ControlOp, args: dict[str, Any]) -> Signal:
+    """The signal a publish's arguments make, checked as make_signal checks it."""
     topic = _required(op, args, "topic")
     value = _required(op, args, "value")
     qos = args.get("qos", "normal")
@@ -683,7 +734,7 @@ def _parse_publish(id: int, args: dict[str, Any]) -> PublishRequest:
             f"argument topic {_show(signal.topic)} starts with '$'; "
             "topics starting with '$' are reserved for the daemon's own use",
         )
-    return PublishRequest(id, signal)
+    return signal
 
 
 def _parse_get(id: int, args: dict[str, Any]) -> GetRequest:
@@ -722,10 +773,8 @@ def _parse_reload(id: int, args: dict[str, Any]) -> ReloadRequest:
 
 
 _PARSERS: dict[str, tuple[Callable[[int, dict[str, Any]], Request], frozenset[str]]] = {
-    ControlOp.PUBLISH: (
-        _parse_publish,
-        frozenset({"topic", "value", "confidence", "half_life", "ttl", "qos"}),
-    ),
+    ControlOp.PUBLISH: (_parse_publish, _PUBLISH_FIELDS),
+    ControlOp.PUBLISH_MANY: (_parse_publish_many, frozenset({"signals"})),
     ControlOp.GET: (_parse_get, frozenset({"topic"})),
     ControlOp.WATCH: (_parse_watch, frozenset({"pattern", "raw"})),
     ControlOp.TOPICS: (_parse_topics, frozenset({"pattern"})),
