@@ -25,9 +25,12 @@ Exit status (also in ``cloudkernel --help``):
   control protocol;
 * 2: bad usage (a bad option or value) or a bad config file;
 * 3: the daemon is not reachable: not running, no answer within
-  ``--timeout``, or its socket refused us (``DaemonUnreachable``);
+  ``--timeout`` (``DaemonUnreachable``);
 * 4: the daemon refused the request (``RequestFailed``), printed as
-  ``error: <code>: <message>``.
+  ``error: <code>: <message>``;
+* 5: not authorised: the daemon refused the request with ``not-authorised``
+  (this user may not use it), or the socket's file mode keeps this user out
+  (``DaemonNotAuthorised``).
 
 None of these prints a traceback: each is one line on stderr.
 """
@@ -52,12 +55,14 @@ import click
 from . import __version__, fec
 from .client import DEFAULT_TIMEOUT, SOCKET_ENV, Client
 from .config import DEFAULT_CONFIG_PATH, load_config
+from .core.control import ErrorCode
 from .demo import run_pipeline
 from .errors import (
     CloudkernelError,
     ConfigError,
     ControlError,
     ControlProtocolError,
+    DaemonNotAuthorised,
     DaemonUnreachable,
     KeyFileError,
     RequestFailed,
@@ -71,14 +76,17 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_REFUSED = 4
+EXIT_NOT_AUTHORISED = 5
 
 _EPILOG = """\b
 Exit status:
   0  success
   1  error (the daemon failed to start or run, a broken reply)
   2  bad usage or a bad config file
-  3  the daemon is not reachable (not running, no answer, no permission)
+  3  the daemon is not reachable (not running, no answer)
   4  the daemon refused the request ("error: <code>: <message>")
+  5  not authorised: this user may not use the socket or the command
+     (join the socket's group, by default cloudkernel)
 """
 
 
@@ -306,10 +314,13 @@ def _daemon_errors() -> Iterator[None]:
     """Turn the client's errors into one line on stderr and the documented exit status."""
     try:
         yield
+    except DaemonNotAuthorised as exc:
+        _fail(f"error: {exc}", EXIT_NOT_AUTHORISED)
     except DaemonUnreachable as exc:
         _fail(f"error: {exc}", EXIT_UNREACHABLE)
     except RequestFailed as exc:
-        _fail(f"error: {exc.code}: {exc.message}", EXIT_REFUSED)
+        code = EXIT_NOT_AUTHORISED if exc.code == ErrorCode.NOT_AUTHORISED else EXIT_REFUSED
+        _fail(f"error: {exc.code}: {exc.message}", code)
     except ControlError as exc:  # a request the daemon would refuse, caught before sending
         _fail(f"error: {exc}", EXIT_USAGE)
     except ControlProtocolError as exc:

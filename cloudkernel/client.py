@@ -30,8 +30,9 @@ The rules it keeps:
 * What can go wrong is one of: :class:`~cloudkernel.errors.DaemonNotRunning`
   (no socket, nobody listening, the connection closed),
   :class:`~cloudkernel.errors.DaemonTimeout`,
-  :class:`~cloudkernel.errors.DaemonUnreachable` (any other reason the socket
-  cannot be used: permission, ...), :class:`~cloudkernel.errors.RequestFailed`
+  :class:`~cloudkernel.errors.DaemonNotAuthorised` (the socket's file mode
+  keeps this user out), :class:`~cloudkernel.errors.DaemonUnreachable` (any
+  other reason the socket cannot be used), :class:`~cloudkernel.errors.RequestFailed`
   (the daemon refused the request), :class:`~cloudkernel.errors.ControlError`
   (a request the daemon would refuse, found before it is sent) and
   :class:`~cloudkernel.errors.ControlProtocolError` (the daemon's bytes break
@@ -45,6 +46,7 @@ import asyncio
 import collections
 import contextlib
 import errno
+import grp
 import math
 import os
 import socket
@@ -67,6 +69,7 @@ from .core.signals import MAX_U32
 from .errors import (
     ControlError,
     ControlProtocolError,
+    DaemonNotAuthorised,
     DaemonNotRunning,
     DaemonTimeout,
     DaemonUnreachable,
@@ -81,6 +84,7 @@ __all__ = [
     "Client",
     "ControlError",
     "ControlProtocolError",
+    "DaemonNotAuthorised",
     "DaemonNotRunning",
     "DaemonTimeout",
     "DaemonUnreachable",
@@ -230,15 +234,28 @@ def _os_error(path: str, exc: OSError, timeout: float) -> DaemonUnreachable:
     if exc.errno in (errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED):
         return _not_running(path, "the daemon closed the connection")
     reason = exc.strerror or str(exc) or type(exc).__name__
-    hint = ""
     if exc.errno in (errno.EACCES, errno.EPERM):
-        hint = (
-            "; the socket is open to the daemon's user and group (control.mode): "
-            "join that group or run as that user"
+        return DaemonNotAuthorised(
+            f"not authorised: cannot open the cloudkernel daemon's socket {path}: {reason}; "
+            f"it is open to root, the daemon's user and {_socket_group(path)}: join it "
+            "(usermod -aG GROUP USER, then log in again) or run as root",
+            socket_path=path,
         )
     return DaemonUnreachable(
-        f"cannot use the cloudkernel daemon's socket {path}: {reason}{hint}", socket_path=path
+        f"cannot use the cloudkernel daemon's socket {path}: {reason}", socket_path=path
     )
+
+
+def _socket_group(path: str) -> str:
+    """``group NAME`` of the socket file at ``path``, for a message."""
+    try:
+        gid = os.stat(path).st_gid
+    except OSError:  # the directory may be closed to us too
+        return "the daemon's group (control.group)"
+    try:
+        return f"group {grp.getgrgid(gid).gr_name}"
+    except KeyError:
+        return f"group {gid}"
 
 
 class _Inbox:

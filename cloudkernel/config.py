@@ -262,6 +262,12 @@ class ControlConfig:
     max_clients: int
     #: file mode of the socket (an int, e.g. 0o660)
     mode: int
+    #: group the socket belongs to and whose members may use every op ("" or
+    #: a group that does not exist: the daemon's own group)
+    group: str = "cloudkernel"
+    #: who may use the read-only ops: "group" (root, the daemon's user, the
+    #: group's members) or "any" (any local user who can reach the socket)
+    readers: str = "group"
 
     def socket_path(self, euid: int | None = None, environ: Mapping[str, str] | None = None) -> str:
         """The socket's path for ``euid`` and ``environ`` (this process's when None)."""
@@ -475,6 +481,8 @@ class Config:
                 "socket": self.control.socket,
                 "max_clients": self.control.max_clients,
                 "mode": f"{self.control.mode:04o}",
+                "group": self.control.group,
+                "readers": self.control.readers,
             },
             "realtime": dataclasses.asdict(self.realtime),
             "metrics": dataclasses.asdict(self.metrics),
@@ -976,6 +984,17 @@ def _mode(value: Any) -> int:
     return mode
 
 
+_GROUP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?")
+
+
+def _group_name(value: Any) -> str:
+    if value == "" and isinstance(value, str):
+        return ""
+    if not isinstance(value, str) or not _GROUP_NAME.fullmatch(value):
+        raise _Invalid(f'must be a group name such as "cloudkernel", or "", got {_show(value)}')
+    return value
+
+
 _HOSTNAME = re.compile(
     r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
@@ -1148,6 +1167,8 @@ _CONTROL: Final[Mapping[str, Check]] = {
     "socket": _socket_setting,
     "max_clients": _int(1, 4096),
     "mode": _mode,
+    "group": _group_name,
+    "readers": _choice(("group", "any")),
 }
 
 _REALTIME: Final[Mapping[str, Check]] = {

@@ -28,6 +28,7 @@ import contextlib
 import fnmatch
 import gc
 import logging
+import os
 import re
 import signal
 import time
@@ -38,9 +39,11 @@ from typing import Any
 from . import __version__
 from .aio.control_server import ControlConnection, ControlRefusal, ControlServer
 from .aio.lag import LoopLagMonitor
+from .aio.peercred import resolve_group
 from .aio.transport import MulticastTransport, TransportSettings, resolve_interfaces
 from .config import Config
 from .consensus import FilterConfig
+from .core.access import AccessPolicy
 from .core.auth import KeyRing, SwarmKey
 from .core.control import (
     ErrorCode,
@@ -154,11 +157,20 @@ class Daemon:
             ),
             self._datagram,
         )
+        group_gid, group_name, group_note = resolve_group(config.control.group)
+        if group_note:
+            log.info("%s", group_note)
         self.control = ControlServer(
             socket_path,
             self._request,
             mode=config.control.mode,
             max_clients=config.control.max_clients,
+            access=AccessPolicy(
+                os.geteuid(),
+                group_gid,
+                group_name,
+                "any" if config.control.readers == "any" else "group",
+            ),
         )
         self.realtime: RealtimeStatus | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -451,6 +463,7 @@ class Daemon:
                 "watchers": len(self._watchers),
                 "requests": self.control.counters.requests,
                 "events_dropped": self.control.counters.events_dropped,
+                "not_authorised": self.control.counters.not_authorised,
             },
             "config": self.config.source,
         }

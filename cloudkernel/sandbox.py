@@ -51,16 +51,30 @@ class PrivateNetwork:
     """A network namespace with multicast on loopback (see the module docstring).
 
     Use as a context manager; :meth:`close` ends it.
+
+    :param user_namespace: make the network namespace inside a user namespace
+        of its own (no root needed).  False (root only) keeps the host's
+        users: processes inside then see other users' real uids and gids (in
+        a user namespace, every unmapped id shows as 65534).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, user_namespace: bool = True) -> None:
+        self._user = ["--user"] if user_namespace else []
         for tool in ("unshare", "nsenter", "ip"):
             if shutil.which(tool) is None:
                 raise SandboxError(
                     f"{tool} is not installed (Debian: apt-get install util-linux iproute2)"
                 )
         self._holder = subprocess.Popen(
-            ["unshare", "--user", "--map-root-user", "--net", "sh", "-c", _SETUP],
+            [
+                "unshare",
+                *self._user,
+                *(["--map-root-user"] if user_namespace else []),
+                "--net",
+                "sh",
+                "-c",
+                _SETUP,
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -86,7 +100,7 @@ class PrivateNetwork:
         return [
             "nsenter",
             "--preserve-credentials",
-            "--user",
+            *self._user,
             "--net",
             "--target",
             str(self.pid),

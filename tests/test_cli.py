@@ -33,9 +33,14 @@ from fakedaemon import (
 
 from cloudkernel import cli
 from cloudkernel import daemon as daemon_module
+from cloudkernel.aio.control_server import ControlConnection, ControlRefusal
 from cloudkernel.cli import main, parse_value
 from cloudkernel.config import Config
-from cloudkernel.core.control import PublishRequest
+from cloudkernel.core.control import (
+    ErrorCode,
+    PublishRequest,
+    Request,
+)
 from cloudkernel.core.signals import QoS
 from cloudkernel.daemon import DaemonError
 from cloudkernel.keyfile import load_key_file
@@ -138,6 +143,7 @@ def test_help_documents_the_exit_statuses() -> None:
     for line in ("0  success", "1  error", "2  bad usage", "3  the daemon is not reachable"):
         assert line in result.output
     assert '4  the daemon refused the request ("error: <code>: <message>")' in result.output
+    assert "5  not authorised: this user may not use the socket or the command" in result.output
     assert "--inject-loss" not in _invoke(["run", "--help"]).output
 
 
@@ -459,6 +465,20 @@ def test_dead_and_silent_daemons_exit_3(path: str) -> None:
 def test_refused_request_exits_4(daemon: FakeDaemon, path: str) -> None:
     result = _ck(path, "get", "no/such", code=4)
     assert result.stderr == "error: not-found: no signal on topic 'no/such' yet\n"
+    assert result.stdout == ""
+
+
+def test_not_authorised_exits_5(daemon: FakeDaemon, path: str) -> None:
+    def refuse(request: Request, connection: ControlConnection) -> object:
+        raise ControlRefusal(
+            ErrorCode.NOT_AUTHORISED, "user bob (uid 1001, pid 7) may not use mutating op publish"
+        )
+
+    daemon.server._handler = refuse
+    result = _ck(path, "publish", "t", "1", code=5)
+    assert result.stderr == (
+        "error: not-authorised: user bob (uid 1001, pid 7) may not use mutating op publish\n"
+    )
     assert result.stdout == ""
 
 

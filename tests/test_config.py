@@ -125,6 +125,20 @@ def test_node_section(tmp_path: Path) -> None:
     assert parse_config('[node]\nkey_file = "k"\n').node.key_file == "k"
 
 
+def test_control_access_settings() -> None:
+    defaults = parse_config("")
+    assert (defaults.control.group, defaults.control.readers) == ("cloudkernel", "group")
+    control = parse_config('[control]\ngroup = ""\nreaders = "any"\n').control
+    assert (control.group, control.readers) == ("", "any")
+    for bad, words in [
+        ('[control]\nreaders = "all"', "must be one of"),
+        ('[control]\ngroup = "bad group"', "must be a group name"),
+        ("[control]\ngroup = 0", "must be a group name"),
+    ]:
+        with pytest.raises(ConfigError, match=words):
+            parse_config(bad)
+
+
 def test_mesh_section() -> None:
     mesh = parse_config(
         """
