@@ -175,6 +175,14 @@ def _publish_args(
     return args
 
 
+def _stage_args(path: str | os.PathLike[str]) -> dict[str, Any]:
+    return {"path": os.path.abspath(os.fspath(path))}
+
+
+def _switch_args(window: float | None) -> dict[str, Any]:
+    return {} if window is None else {"window": window}
+
+
 def _matching(item: _Item, id: int, op: str) -> Reply:
     """``item`` as the reply to request ``id``; ControlProtocolError if it is not one."""
     if isinstance(item, StreamEvent):
@@ -569,6 +577,40 @@ class Client:
         """The peers the daemon hears, with their liveness, loss and reputation."""
         return _rows("peers", self._call(ControlOp.PEERS, {}))
 
+    def key_stage(self, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """Have the daemon load the key file ``path`` and hold its key as *next*
+        (accepted on receive, not yet sent with).
+
+        ``path`` is made absolute here; the daemon reads the file itself, with
+        the checks of start-up (regular file, mode 0600, 32 bytes).
+
+        :returns: ``{"staged": key_id, ...}`` and the fields of :meth:`key_status`.
+        :raises RequestFailed: ``bad-argument`` with the key file's problem;
+            ``not-authorised`` for a client that may not change keys.
+        """
+        return _dict("key-stage", self._call(ControlOp.KEY_STAGE, _stage_args(path)))
+
+    def key_switch(self, window: float | None = None) -> dict[str, Any]:
+        """Send with the staged key from now on; the old key stays accepted for
+        ``window`` seconds (None: the daemon's default, one hour).
+
+        :raises RequestFailed: ``not-found`` when no key is staged.
+        """
+        return _dict("key-switch", self._call(ControlOp.KEY_SWITCH, _switch_args(window)))
+
+    def key_retire(self) -> dict[str, Any]:
+        """Stop accepting the previous key now.
+
+        :returns: ``{"retired": key_id, ...}`` and the fields of :meth:`key_status`.
+        :raises RequestFailed: ``not-found`` when no previous key is held.
+        """
+        return _dict("key-retire", self._call(ControlOp.KEY_RETIRE, {}))
+
+    def key_status(self) -> dict[str, Any]:
+        """The keys held: ``{"keys": [{"role", "key_id"}, ...], "current": id,
+        "next": id | None, "previous": id | None, "window_left": seconds | None}``."""
+        return _dict("key-status", self._call(ControlOp.KEY_STATUS, {}))
+
     def watch(self, pattern: str, *, raw: bool = False, duration: float | None = None) -> Watch:
         """Stream the estimates (or, with ``raw``, every raw signal) of the topics
         matching the glob ``pattern``.
@@ -882,6 +924,22 @@ class AsyncClient:
     async def peers(self) -> list[dict[str, Any]]:
         """As :meth:`Client.peers`."""
         return _rows("peers", await self._call(ControlOp.PEERS, {}))
+
+    async def key_stage(self, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """As :meth:`Client.key_stage`."""
+        return _dict("key-stage", await self._call(ControlOp.KEY_STAGE, _stage_args(path)))
+
+    async def key_switch(self, window: float | None = None) -> dict[str, Any]:
+        """As :meth:`Client.key_switch`."""
+        return _dict("key-switch", await self._call(ControlOp.KEY_SWITCH, _switch_args(window)))
+
+    async def key_retire(self) -> dict[str, Any]:
+        """As :meth:`Client.key_retire`."""
+        return _dict("key-retire", await self._call(ControlOp.KEY_RETIRE, {}))
+
+    async def key_status(self) -> dict[str, Any]:
+        """As :meth:`Client.key_status`."""
+        return _dict("key-status", await self._call(ControlOp.KEY_STATUS, {}))
 
     def watch(
         self, pattern: str, *, raw: bool = False, duration: float | None = None

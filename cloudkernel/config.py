@@ -187,6 +187,9 @@ class NodeConfig:
     key_file: str
     #: directory of the daemon's state (its epoch counter)
     state_dir: str
+    #: a key file whose key is held as *next* from start-up (a key rotation
+    #: under way, see docs/CONTROL.md), made absolute as key_file; "" for none
+    next_key_file: str = ""
 
     def resolve_id(
         self, *, machine_id_path: str = _MACHINE_ID_PATH, hostname: str | None = None
@@ -1125,7 +1128,12 @@ def _check_pattern(pattern: Any) -> str:
 # Building the tree
 # ---------------------------------------------------------------------------
 
-_NODE: Final[Mapping[str, Check]] = {"id": _node_id, "key_file": _path, "state_dir": _path}
+_NODE: Final[Mapping[str, Check]] = {
+    "id": _node_id,
+    "key_file": _path,
+    "state_dir": _path,
+    "next_key_file": lambda value: "" if value == "" else _path(value),
+}
 
 _MESH: Final[Mapping[str, Check]] = {
     "group": _ipv4_group,
@@ -1241,8 +1249,8 @@ def _build(data: Mapping[str, Any], ctx: _Context, base_dir: str | None) -> Conf
         return _read(ctx, _check_table(ctx, data[name], (name,)), (name,), spec, **kw)
 
     node = section("node", _NODE)
-    for key in ("key_file", "state_dir"):
-        if base_dir is not None:
+    for key in ("key_file", "state_dir", "next_key_file"):
+        if base_dir is not None and node[key]:
             node[key] = os.path.normpath(os.path.join(base_dir, node[key]))
     mesh = MeshSettings(**section("mesh", _MESH))
     if not mesh.group and not mesh.group6:

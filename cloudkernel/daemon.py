@@ -36,7 +36,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import __version__
+from . import __version__, keyrotation
 from .aio.control_server import ControlConnection, ControlRefusal, ControlServer
 from .aio.lag import LoopLagMonitor
 from .aio.peercred import resolve_group
@@ -48,6 +48,10 @@ from .core.auth import KeyRing, SwarmKey
 from .core.control import (
     ErrorCode,
     GetRequest,
+    KeyRetireRequest,
+    KeyStageRequest,
+    KeyStatusRequest,
+    KeySwitchRequest,
     PeersRequest,
     PublishRequest,
     Request,
@@ -140,6 +144,7 @@ class Daemon:
             hop_limit=config.mesh.hop_limit,
             policy=topic_policy(config),
         )
+        self.keyring = keyring
         self.node = MeshNode(node_id, epoch, keyring, mesh_config, now=self.started)
         self.interfaces = resolve_interfaces(config.mesh.interfaces)
         self.transport = MulticastTransport(
@@ -350,7 +355,39 @@ class Daemon:
             return self.status(now)
         if isinstance(request, PeersRequest):
             return self._peers(now)
+        if isinstance(
+            request, (KeyStageRequest, KeySwitchRequest, KeyRetireRequest, KeyStatusRequest)
+        ):
+            return self._key_op(request, now)
         raise ControlRefusal(ErrorCode.INTERNAL, f"no handler for {request.op}")
+
+    def _key_op(
+        self,
+        request: KeyStageRequest | KeySwitchRequest | KeyRetireRequest | KeyStatusRequest,
+        now: float,
+    ) -> dict[str, Any]:
+        ring = self.keyring
+        try:
+            if isinstance(request, KeyStageRequest):
+                result = keyrotation.stage(ring, request.path, now)
+                log.info("key 0x%02x staged from %s", result["staged"], request.path)
+            elif isinstance(request, KeySwitchRequest):
+                result = keyrotation.switch(ring, now, request.window)
+                log.info(
+                    "sending with key 0x%02x; key 0x%02x accepted for %.0f s more",
+                    result["current"],
+                    result["previous"],
+                    result["window_left"],
+                )
+            elif isinstance(request, KeyRetireRequest):
+                result = keyrotation.retire(ring, now)
+                log.info("key 0x%02x retired", result["retired"])
+            else:
+                result = keyrotation.key_status(ring, now)
+        except keyrotation.KeyOpRefused as exc:
+            code = ErrorCode.NOT_FOUND if exc.missing else ErrorCode.BAD_ARGUMENT
+            raise ControlRefusal(code, str(exc)) from None
+        return result
 
     def _get(self, topic: str, now: float) -> dict[str, Any]:
         kind = self.node.topic_kind(topic)
@@ -487,6 +524,9 @@ def run(config: Config, *, socket_path: str | None = None, drop_incoming: float 
     node_id = config.node.resolve_id()
     secret = load_key_file(config.node.key_file)
     keyring = KeyRing(SwarmKey(secret))
+    if config.node.next_key_file:
+        warn, line = keyrotation.load_next_key(keyring, config.node.next_key_file)
+        log.log(logging.WARNING if warn else logging.INFO, "%s", line)
     epoch, warning = next_epoch(config.node.state_dir)
     if warning:
         log.warning("%s", warning)
