@@ -18,7 +18,7 @@ each mode does the same:
    daemons, so every sample of B's lag monitor is taken under the hog;
 2. two real daemons (``python -m cloudkernel run``, node A publishes, node B
    receives) start in a network namespace of their own
-   (:class:`cloudkernel.sandbox.PrivateNetwork` with ``privileged=True``: a
+   (:class:`cloudkernel.sandbox.PrivateNetwork` with ``user_namespace=False``: a
    plain network namespace, so that the daemons keep root's right to
    SCHED_FIFO; the host's network is not touched); B's status must show
    real-time ``active`` as the mode says;
@@ -174,7 +174,7 @@ def run_mode(
     hog = subprocess.Popen([sys.executable, "-c", _HOG, str(cpu), str(hog_s)])
     net: PrivateNetwork | None = None
     try:
-        net = PrivateNetwork(privileged=True)
+        net = PrivateNetwork(user_namespace=False)
         env = dict(os.environ, PYTHONPATH=_ROOT)
         # A on another CPU at normal scheduling; B, under test, on the hog's.
         placement = {1: (0, other), 2: (priority, cpu)}

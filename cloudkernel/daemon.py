@@ -28,6 +28,7 @@ import contextlib
 import fnmatch
 import gc
 import logging
+import os
 import re
 import signal
 import time
@@ -35,16 +36,22 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import __version__
+from . import __version__, keyrotation
 from .aio.control_server import ControlConnection, ControlRefusal, ControlServer
 from .aio.lag import LoopLagMonitor
+from .aio.peercred import resolve_group
 from .aio.transport import MulticastTransport, TransportSettings, resolve_interfaces
 from .config import Config, load_config
 from .consensus import FilterConfig
+from .core.access import AccessPolicy
 from .core.auth import KeyRing, SwarmKey
 from .core.control import (
     ErrorCode,
     GetRequest,
+    KeyRetireRequest,
+    KeyStageRequest,
+    KeyStatusRequest,
+    KeySwitchRequest,
     PeersRequest,
     PublishManyRequest,
     PublishRequest,
@@ -149,6 +156,7 @@ class Daemon:
             hop_limit=config.mesh.hop_limit,
             policy=topic_policy(config),
         )
+        self.keyring = keyring
         self.node = MeshNode(node_id, epoch, keyring, mesh_config, now=self.started)
         self.interfaces = resolve_interfaces(config.mesh.interfaces)
         self.transport = MulticastTransport(
@@ -166,11 +174,20 @@ class Daemon:
             ),
             self._datagram,
         )
+        group_gid, group_name, group_note = resolve_group(config.control.group)
+        if group_note:
+            log.info("%s", group_note)
         self.control = ControlServer(
             socket_path,
             self._request,
             mode=config.control.mode,
             max_clients=config.control.max_clients,
+            access=AccessPolicy(
+                os.geteuid(),
+                group_gid,
+                group_name,
+                "any" if config.control.readers == "any" else "group",
+            ),
         )
         self.realtime: RealtimeStatus | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -354,6 +371,10 @@ class Daemon:
             return self.reload()
         if isinstance(request, PublishManyRequest):
             return self._publish_many(request.signals, now)
+        if isinstance(
+            request, (KeyStageRequest, KeySwitchRequest, KeyRetireRequest, KeyStatusRequest)
+        ):
+            return self._key_op(request, now)
         raise ControlRefusal(ErrorCode.INTERNAL, f"no handler for {request.op}")
 
     def _publish_many(self, signals: tuple[Signal, ...], now: float) -> dict[str, Any]:
@@ -368,6 +389,34 @@ class Daemon:
             "first_seq": first.seq,
             "last_seq": last.seq,
         }
+
+    def _key_op(
+        self,
+        request: KeyStageRequest | KeySwitchRequest | KeyRetireRequest | KeyStatusRequest,
+        now: float,
+    ) -> dict[str, Any]:
+        ring = self.keyring
+        try:
+            if isinstance(request, KeyStageRequest):
+                result = keyrotation.stage(ring, request.path, now)
+                log.info("key 0x%02x staged from %s", result["staged"], request.path)
+            elif isinstance(request, KeySwitchRequest):
+                result = keyrotation.switch(ring, now, request.window)
+                log.info(
+                    "sending with key 0x%02x; key 0x%02x accepted for %.0f s more",
+                    result["current"],
+                    result["previous"],
+                    result["window_left"],
+                )
+            elif isinstance(request, KeyRetireRequest):
+                result = keyrotation.retire(ring, now)
+                log.info("key 0x%02x retired", result["retired"])
+            else:
+                result = keyrotation.key_status(ring, now)
+        except keyrotation.KeyOpRefused as exc:
+            code = ErrorCode.NOT_FOUND if exc.missing else ErrorCode.BAD_ARGUMENT
+            raise ControlRefusal(code, str(exc)) from None
+        return result
 
     def _get(self, topic: str, now: float) -> dict[str, Any]:
         kind = self.node.topic_kind(topic)
@@ -541,6 +590,7 @@ class Daemon:
                 "watchers": len(self._watchers),
                 "requests": self.control.counters.requests,
                 "events_dropped": self.control.counters.events_dropped,
+                "not_authorised": self.control.counters.not_authorised,
             },
             "config": self.config.source,
             "reload": {
@@ -578,6 +628,9 @@ def run(
     node_id = config.node.resolve_id()
     secret = load_key_file(config.node.key_file)
     keyring = KeyRing(SwarmKey(secret))
+    if config.node.next_key_file:
+        warn, line = keyrotation.load_next_key(keyring, config.node.next_key_file)
+        log.log(logging.WARNING if warn else logging.INFO, "%s", line)
     epoch, warning = next_epoch(config.node.state_dir)
     if warning:
         log.warning("%s", warning)

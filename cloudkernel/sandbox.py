@@ -52,25 +52,33 @@ class PrivateNetwork:
 
     Use as a context manager; :meth:`close` ends it.
 
-    :param privileged: make a network namespace only, without a user
-        namespace, so that processes inside keep the caller's real
-        capabilities (SCHED_FIFO, mlockall); needs root.  By default the
-        namespace is made inside a user namespace, where no such right is
-        real, which is what an unprivileged user gets.
+    :param user_namespace: make the network namespace inside a user namespace
+        of its own (no root needed).  False (root only) keeps the host's
+        users and the caller's real capabilities: processes inside then see
+        other users' real uids and gids (in a user namespace, every unmapped
+        id shows as 65534), and may use SCHED_FIFO and mlockall, which no
+        user namespace grants for real.
     """
 
-    def __init__(self, *, privileged: bool = False) -> None:
-        if privileged and os.geteuid() != 0:
-            raise SandboxError("a privileged private network needs root")
-        self._privileged = privileged
+    def __init__(self, *, user_namespace: bool = True) -> None:
+        if not user_namespace and os.geteuid() != 0:
+            raise SandboxError("a private network without a user namespace needs root")
+        self._user = ["--user"] if user_namespace else []
         for tool in ("unshare", "nsenter", "ip"):
             if shutil.which(tool) is None:
                 raise SandboxError(
                     f"{tool} is not installed (Debian: apt-get install util-linux iproute2)"
                 )
-        namespaces = ["--net"] if privileged else ["--user", "--map-root-user", "--net"]
         self._holder = subprocess.Popen(
-            ["unshare", *namespaces, "sh", "-c", _SETUP],
+            [
+                "unshare",
+                *self._user,
+                *(["--map-root-user"] if user_namespace else []),
+                "--net",
+                "sh",
+                "-c",
+                _SETUP,
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -93,10 +101,16 @@ class PrivateNetwork:
 
     def command(self, argv: Sequence[str]) -> list[str]:
         """``argv`` wrapped to run inside the namespace."""
-        namespaces = (
-            ["--net"] if self._privileged else ["--preserve-credentials", "--user", "--net"]
-        )
-        return ["nsenter", *namespaces, "--target", str(self.pid), "--", *argv]
+        return [
+            "nsenter",
+            "--preserve-credentials",
+            *self._user,
+            "--net",
+            "--target",
+            str(self.pid),
+            "--",
+            *argv,
+        ]
 
     def popen(self, argv: Sequence[str], **kwargs: Any) -> subprocess.Popen[Any]:
         """Start ``argv`` inside the namespace; it gets SIGTERM if this process dies."""

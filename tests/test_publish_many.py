@@ -30,7 +30,7 @@ def test_batches_hold_at_most_max_batch_signals_and_fit_a_request() -> None:
     batches = list(_batches(big))
     assert sum(len(b["signals"]) for b in batches) == 2000
     for batch in batches:
-        assert len(encode_request("publish_many", batch)) <= MAX_REQUEST + 4  # checked, framed
+        assert len(encode_request("publish-many", batch)) <= MAX_REQUEST + 4  # checked, framed
     # Order is kept across batches.
     values = [s["value"] for b in _batches(small) for s in b["signals"]]
     assert values == [float(i) for i in range(2500)]
