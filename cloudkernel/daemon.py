@@ -7,12 +7,12 @@ Start-up (:func:`run`), each step fatal with a one-line error when it fails:
 3. the multicast sockets on every interface;
 4. real-time settings (SCHED_FIFO, CPU pinning, mlockall; when not
    permitted: one warning naming the cause, then normal operation);
-5. the control socket;
+5. the control socket, then the metrics exporter (``[metrics] listen``);
 6. the garbage collector frozen over everything made so far;
 7. the loop, until SIGTERM or SIGINT.
 
-Shutdown runs in reverse: the control socket closes, open FEC blocks are
-closed and their repair frames sent, the sockets close.
+Shutdown runs in reverse: the exporter and the control socket close, open
+FEC blocks are closed and their repair frames sent, the sockets close.
 
 The loop drives a :class:`~cloudkernel.core.mesh.MeshNode`: each datagram is
 fed to it as it arrives, and after every batch of work one "pump" takes its
@@ -37,7 +37,8 @@ from typing import Any
 
 from . import __version__
 from .aio.control_server import ControlConnection, ControlRefusal, ControlServer
-from .aio.lag import LoopLagMonitor
+from .aio.lag import LagStatistics, LoopLagMonitor
+from .aio.metrics_server import MetricsServer
 from .aio.transport import MulticastTransport, TransportSettings, resolve_interfaces
 from .config import Config
 from .consensus import FilterConfig
@@ -57,8 +58,10 @@ from .core.mesh import MeshConfig, MeshNode, SignalDelivered
 from .epoch import keep_epoch, next_epoch
 from .errors import CloudkernelError
 from .keyfile import load_key_file
+from .metrics import renderer
 from .realtime import RealtimeStatus, apply_realtime, describe, freeze_gc
 from .reload import ReloadStats
+from .timing import DurationHistogram, HistogramStatistics
 from .views import estimate_view, peer_view, raw_view, signal_view, topic_view
 
 __all__ = ["Daemon", "DaemonError", "run"]
@@ -170,6 +173,12 @@ class Daemon:
         self._watchers: dict[tuple[int, int], _Watcher] = {}
         self._dirty_topics: set[str] = set()
         self.reload_stats = ReloadStats(last_success_unix=time.time())
+        #: time spent in MeshNode.feed per receive batch (datagrams between two pumps)
+        self.decode_time = DurationHistogram()
+        self._batch_decode = 0.0
+        self._batch_datagrams = 0
+        address = config.metrics.address
+        self.exporter = MetricsServer(*address, renderer(self)) if address else None
 
     # -- life cycle ---------------------------------------------------------
 
@@ -185,6 +194,9 @@ class Daemon:
             log.info("real time: %s", describe(self.realtime))
             await self.control.start()
             try:
+                if self.exporter is not None:
+                    await self.exporter.start()  # MetricsServerError: fatal
+                    log.info("metrics on http://%s/metrics", self.exporter.shown())
                 self._lag = LoopLagMonitor(loop)
                 self._lag.start()
                 if self.config.realtime.freeze_gc:
@@ -206,6 +218,8 @@ class Daemon:
             finally:
                 if self._lag is not None:
                     self._lag.stop()
+                if self.exporter is not None:
+                    await self.exporter.close()
                 await self.control.close()
         finally:
             if self._timer is not None:
@@ -217,7 +231,10 @@ class Daemon:
     # -- the data path ------------------------------------------------------
 
     def _datagram(self, datagram: bytes, now: float) -> None:
+        start = time.perf_counter()
         self.node.feed(datagram, now)
+        self._batch_decode += time.perf_counter() - start
+        self._batch_datagrams += 1
         self._schedule_pump()
 
     def _schedule_pump(self) -> None:
@@ -235,6 +252,10 @@ class Daemon:
     def _pump(self) -> None:
         """Events to watchers, datagrams out, timer re-armed."""
         self._pump_scheduled = False
+        if self._batch_datagrams:
+            self.decode_time.observe(self._batch_decode)
+            self._batch_decode = 0.0
+            self._batch_datagrams = 0
         now = time.monotonic()
         node = self.node
         while (event := node.next_event()) is not None:
@@ -399,6 +420,14 @@ class Daemon:
             )
         return {"peers": rows}
 
+    def lag_statistics(self) -> LagStatistics | None:
+        """The event loop's lag since start; None before :meth:`serve` starts it."""
+        return self._lag.statistics() if self._lag is not None else None
+
+    def decode_statistics(self) -> HistogramStatistics:
+        """Time spent decoding each receive batch."""
+        return self.decode_time.statistics()
+
     def status(self, now: float) -> dict[str, Any]:
         """The daemon's status as plain data (``cloudkernel status``)."""
         stats = self.node.statistics()
@@ -452,6 +481,7 @@ class Daemon:
                 "requests": self.control.counters.requests,
                 "events_dropped": self.control.counters.events_dropped,
             },
+            "metrics": self.exporter.shown() if self.exporter is not None else "",
             "config": self.config.source,
         }
 

@@ -37,7 +37,16 @@ dead_after = 1.0
 """
 
 
-def node_config(base: Path, node: int, port: int, extra: str = "", priority: int = 0) -> str:
+#: the metrics exporter of node N listens on 127.0.0.1:(METRICS_PORT + N) when asked for
+METRICS_PORT = 9500
+
+
+def node_config(
+    base: Path, node: int, port: int, extra: str = "", priority: int = 0, metrics: bool = False
+) -> str:
+    # Off unless asked for: the nodes share one network namespace and the
+    # default address would be taken by the first.
+    listen = f"127.0.0.1:{METRICS_PORT + node}" if metrics else ""
     return f"""
 [node]
 id = {node}
@@ -58,6 +67,9 @@ priority = {priority}
 
 [log]
 level = "info"
+
+[metrics]
+listen = "{listen}"
 {extra}
 """
 
@@ -75,6 +87,7 @@ class LocalSwarm:
         per_node: Callable[[int], str] | None = None,
         inject_loss: float = 0.0,
         priority: int = 0,
+        metrics: bool = False,
     ) -> None:
         self.base = base
         self.n = n
@@ -87,7 +100,7 @@ class LocalSwarm:
             home = base / f"node{node}"
             home.mkdir(parents=True, exist_ok=True)
             text = node_config(
-                base, node, port, extra + (per_node(node) if per_node else ""), priority
+                base, node, port, extra + (per_node(node) if per_node else ""), priority, metrics
             )
             path = home / "cloudkernel.toml"
             path.write_text(text)

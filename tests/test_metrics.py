@@ -1,20 +1,31 @@
-"""The Prometheus exporter's collector (cloudkernel/metrics.py).
+"""The Prometheus exporter: the collector, real daemons scraped, a real Prometheus.
 
 The collector is read against a daemon-like object whose node is a real
-:class:`MeshNode` fed by another one in memory.  The HTTP endpoint alone is
+:class:`MeshNode` fed by another one in memory.  Real daemons run in a
+private network namespace (tests/swarmproc.py); the scrapes and a real
+Prometheus server (Debian ``prometheus``) run inside that namespace too, and
+``promtool check metrics`` reads a real scrape.  The HTTP endpoint alone is
 tested in tests/test_metrics_server.py.
 """
 
 from __future__ import annotations
 
+import json
 import math
+import os
+import shutil
+import subprocess
+import sys
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
+from swarmproc import FAST_MEMBERSHIP, METRICS_PORT, LocalSwarm
 from test_lag import FakeLoop
 
 from cloudkernel import __version__
@@ -30,6 +41,7 @@ from cloudkernel.daemon import topic_policy
 from cloudkernel.metrics import DaemonCollector, TopicSelection, renderer
 from cloudkernel.realtime import RealtimeStatus
 from cloudkernel.reload import ReloadStats
+from cloudkernel.sandbox import PrivateNetwork, SandboxError
 from cloudkernel.timing import DurationHistogram, HistogramStatistics
 
 KEY = KeyRing(SwarmKey(bytes(range(32))))
@@ -282,3 +294,232 @@ def test_duration_histogram_counts_into_cumulative_buckets() -> None:
     assert stats.count == 6 and math.isclose(stats.sum, 3.0065)
     with pytest.raises(ValueError, match="increase"):
         DurationHistogram((0.01, 0.001))
+
+
+# -- real daemons ------------------------------------------------------------------
+
+
+def _sandbox_problem() -> str | None:
+    if shutil.which("unshare") is None:
+        return "util-linux is missing"
+    try:
+        PrivateNetwork().close()
+    except SandboxError as exc:
+        return str(exc)
+    return None
+
+
+_PROBLEM = _sandbox_problem()
+needs_sandbox = pytest.mark.skipif(
+    _PROBLEM is not None, reason=f"no private network namespace: {_PROBLEM}"
+)
+_IN_CI = os.environ.get("CI", "") not in ("", "0", "false")
+
+
+def _tool(name: str) -> str:
+    """The path of a Prometheus tool; skips (outside CI) when it is missing."""
+    path = shutil.which(name)
+    if path is None:
+        if _IN_CI:
+            pytest.fail(f"{name} is missing: tools/setup.sh installs the Debian package prometheus")
+        pytest.skip(
+            f"{name} is missing (Debian package prometheus; tools/setup.sh installs it as root)"
+        )
+    return path
+
+
+_FETCH = """
+import sys, urllib.request, urllib.error
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=5) as r:
+        sys.stdout.write(r.read().decode())
+except urllib.error.HTTPError as e:
+    sys.stdout.write(f"HTTP {e.code}")
+except OSError as e:
+    sys.stdout.write(f"ERROR {e}")
+"""
+
+_RAW = """
+import socket, sys
+with socket.create_connection(("127.0.0.1", int(sys.argv[1])), timeout=10) as s:
+    s.sendall(bytes.fromhex(sys.argv[2]))
+    s.shutdown(socket.SHUT_WR)
+    data = b""
+    while chunk := s.recv(65536):
+        data += chunk
+sys.stdout.write(data.split(b"\\r\\n", 1)[0].decode(errors="replace"))
+"""
+
+
+def _in_ns(swarm: LocalSwarm, code: str, *args: str) -> str:
+    done = swarm.net.run(
+        [sys.executable, "-c", code, *args], capture_output=True, text=True, timeout=30
+    )
+    assert done.returncode == 0, done.stderr
+    return str(done.stdout)
+
+
+def _fetch(swarm: LocalSwarm, url: str) -> str:
+    return _in_ns(swarm, _FETCH, url)
+
+
+_PORTS = iter(range(47800, 47850))
+
+
+@pytest.fixture
+def swarm2(tmp_path: Path) -> Iterator[LocalSwarm]:
+    swarm = LocalSwarm(tmp_path, 2, port=next(_PORTS), extra=FAST_MEMBERSHIP, metrics=True)
+    try:
+        swarm.start_all()
+        yield swarm
+    finally:
+        swarm.close()
+
+
+def _metrics_url(node: int) -> str:
+    return f"http://127.0.0.1:{METRICS_PORT + node}/metrics"
+
+
+@needs_sandbox
+def test_a_running_daemon_is_scraped_and_promtool_finds_nothing_to_say(
+    swarm2: LocalSwarm, tmp_path: Path
+) -> None:
+    with swarm2.client(1) as client:
+        client.publish("room/temp", 21.5, ttl=60.0)
+        assert client.status()["metrics"] == f"127.0.0.1:{METRICS_PORT + 1}"
+
+    def delivered() -> bool:
+        text = _fetch(swarm2, _metrics_url(2))
+        held = _samples(text, "cloudkernel_topic_sources")
+        return any(s.labels["topic"] == "room/temp" and s.value == 1 for s in held)
+
+    swarm2.wait_for(delivered, 15.0, "node 2's metrics never showed room/temp")
+    text = _fetch(swarm2, _metrics_url(2))
+    assert _value(text, "cloudkernel_signals_delivered_total") >= 1
+    # One source of the default three: a topic without consensus yet.
+    assert _value(text, "cloudkernel_topic_state", topic="room/temp", state="no-consensus") == 1
+    assert _value(text, "cloudkernel_peer_state", peer="1", state="alive") == 1
+    assert _value(text, "cloudkernel_event_loop_lag_seconds_count") >= 1
+    assert _value(text, "cloudkernel_receive_batch_decode_seconds_count") >= 1
+    promtool = _tool("promtool")
+    checked = subprocess.run(
+        [promtool, "check", "metrics"], input=text, capture_output=True, text=True, timeout=30
+    )
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert checked.stdout == "" and checked.stderr == ""
+
+
+@needs_sandbox
+def test_bad_http_requests_leave_the_daemon_serving(swarm2: LocalSwarm) -> None:
+    port = str(METRICS_PORT + 1)
+    bad = [
+        b"BREW /metrics HTTP/1.1\r\n\r\n",
+        b"GET /../../etc/passwd HTTP/1.1\r\n\r\n",
+        b"GET /metrics HTTP/9.9\r\n\r\n",
+        b"\x00\xff" * 6000,
+        b"GET /metrics HTTP/1.1\r\n" + b"X-A: b\r\n" * 200 + b"\r\n",
+    ]
+    lines = [_in_ns(swarm2, _RAW, port, data.hex()) for data in bad]
+    assert [line.split(" ", 2)[1] for line in lines] == ["405", "404", "505", "431", "431"]
+    assert _fetch(swarm2, f"http://127.0.0.1:{port}/").startswith("<html>")
+    assert "cloudkernel_build_info" in _fetch(swarm2, _metrics_url(1))
+    with swarm2.client(1) as client:
+        assert client.status()["node_id"] == 1
+
+
+@needs_sandbox
+def test_a_taken_metrics_address_stops_the_start_with_one_line(tmp_path: Path) -> None:
+    swarm = LocalSwarm(tmp_path, 1, port=next(_PORTS), metrics=True)
+    try:
+        holder = swarm.net.popen(
+            [
+                sys.executable,
+                "-c",
+                "import socket, time\n"
+                "s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)\n"
+                f"s.bind(('127.0.0.1', {METRICS_PORT + 1})); s.listen(); print('ok', flush=True)\n"
+                "time.sleep(60)",
+            ],
+            stdout=subprocess.PIPE,
+        )
+        assert holder.stdout is not None and holder.stdout.readline().strip() == b"ok"
+        swarm.start(1)
+        proc = swarm.procs[1]
+        proc.wait(30)
+        assert proc.returncode == 1
+        log = swarm.log(1)
+        assert f"cannot serve metrics on 127.0.0.1:{METRICS_PORT + 1}" in log
+        assert "Traceback" not in log
+    finally:
+        swarm.close()
+
+
+_PROMETHEUS_CONFIG = """
+global:
+  scrape_interval: 1s
+  scrape_timeout: 1s
+scrape_configs:
+  - job_name: cloudkernel
+    static_configs:
+      - targets: ["127.0.0.1:{port}"]
+"""
+
+
+@needs_sandbox
+def test_a_real_prometheus_scrapes_the_daemon(swarm2: LocalSwarm, tmp_path: Path) -> None:
+    prometheus = _tool("prometheus")
+    with swarm2.client(1) as client:
+        client.publish("room/temp", 21.5, ttl=60.0)
+    home = tmp_path / "prometheus"
+    home.mkdir()
+    (home / "prometheus.yml").write_text(_PROMETHEUS_CONFIG.format(port=METRICS_PORT + 1))
+    # Inside the swarm's namespace: its loopback, no port of the host's.
+    web = "127.0.0.1:9090"
+    log = open(home / "prometheus.log", "wb")
+    server = swarm2.net.popen(
+        [
+            prometheus,
+            f"--config.file={home / 'prometheus.yml'}",
+            f"--storage.tsdb.path={home / 'data'}",
+            f"--web.listen-address={web}",
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+    )
+    log.close()
+    try:
+
+        def query(promql: str) -> list[dict[str, Any]]:
+            from urllib.parse import quote
+
+            answer = _fetch(swarm2, f"http://{web}/api/v1/query?query={quote(promql)}")
+            if not answer.startswith("{"):
+                return []
+            reply = json.loads(answer)
+            assert reply["status"] == "success", reply
+            result: list[dict[str, Any]] = reply["data"]["result"]
+            return result
+
+        deadline = time.monotonic() + 60.0
+        build: list[dict[str, Any]] = []
+        published: list[dict[str, Any]] = []
+        while time.monotonic() < deadline and server.poll() is None:
+            build = query("cloudkernel_build_info")
+            published = query("cloudkernel_signals_published_total > 0")
+            if build and published:
+                break
+            time.sleep(0.5)
+        logged = (home / "prometheus.log").read_text(errors="replace")
+        assert build, f"no cloudkernel_build_info in Prometheus:\n{logged[-3000:]}"
+        assert build[0]["metric"]["version"] == __version__
+        assert build[0]["metric"]["job"] == "cloudkernel"
+        assert published and float(published[0]["value"][1]) >= 1
+        up = query('up{job="cloudkernel"}')
+        assert up and up[0]["value"][1] == "1"
+    finally:
+        server.terminate()
+        try:
+            server.wait(10)
+        except subprocess.TimeoutExpired:
+            server.kill()
+            server.wait()
