@@ -37,6 +37,7 @@ from prometheus_client.metrics_core import (
     HistogramMetricFamily,
     Metric,
 )
+from prometheus_client.registry import Collector
 
 from . import __version__
 from . import fec as _fec
@@ -512,7 +513,24 @@ def make_registry(daemon: ExportedDaemon) -> CollectorRegistry:
     return registry
 
 
-def renderer(daemon: ExportedDaemon) -> Callable[[], bytes]:
-    """The exporter's ``render``: the daemon's metrics in the Prometheus text format."""
+class _Snapshot(Collector):
+    """Metric families collected already: encoding them reads no daemon state."""
+
+    def __init__(self, metrics: list[Metric]) -> None:
+        self._metrics = metrics
+
+    def collect(self) -> Iterable[Metric]:
+        return self._metrics
+
+
+def renderer(daemon: ExportedDaemon) -> Callable[[], Callable[[], bytes]]:
+    """The exporter's ``render``: collects on the calling thread (the daemon's
+    loop) and returns the encoder of the Prometheus text format, which may run
+    on any thread."""
     registry = make_registry(daemon)
-    return lambda: generate_latest(registry)
+
+    def render() -> Callable[[], bytes]:
+        snapshot = _Snapshot(list(registry.collect()))
+        return lambda: generate_latest(snapshot)
+
+    return render

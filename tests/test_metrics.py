@@ -157,7 +157,7 @@ def _value(text: str, name: str, **labels: str) -> float:
 
 
 def _scrape(daemon: FakeDaemon) -> str:
-    return renderer(daemon)().decode()
+    return renderer(daemon)()().decode()
 
 
 # -- the collector -----------------------------------------------------------
@@ -232,6 +232,17 @@ def test_topic_series_are_capped_and_configured_topics_come_first(fake: FakeDaem
     text = _text(collector)
     assert _samples(text, "cloudkernel_topic_updates_total") == []
     assert _value(text, "cloudkernel_topics_without_series") == 5
+
+
+def test_peer_series_are_capped_and_every_peer_still_counted(
+    fake: FakeDaemon, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("cloudkernel.metrics.MAX_PEER_SERIES", 0)
+    text = _scrape(fake)
+    assert _value(text, "cloudkernel_peers", state="alive") == 1
+    assert _value(text, "cloudkernel_peers_without_series") == 1
+    for name in ("cloudkernel_peer_state", "cloudkernel_peer_phi", "cloudkernel_peer_reputation"):
+        assert _samples(text, name) == []
 
 
 def _text(collector: DaemonCollector) -> str:

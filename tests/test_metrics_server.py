@@ -10,6 +10,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import threading
+from collections.abc import Callable
 
 import pytest
 from hypothesis import given, settings
@@ -121,10 +123,10 @@ def _status(response: bytes) -> int:
 async def test_server_answers_scrapes_and_refuses_bad_requests() -> None:
     renders = 0
 
-    def render() -> bytes:
+    def render() -> Callable[[], bytes]:
         nonlocal renders
         renders += 1
-        return b"up 1\n"
+        return lambda: b"up 1\n"
 
     server = MetricsServer("127.0.0.1", 0, render, read_timeout=0.5, max_connections=2)
     await server.start()
@@ -167,12 +169,14 @@ async def test_server_answers_scrapes_and_refuses_bad_requests() -> None:
 async def test_a_failing_render_is_a_500_and_the_server_serves_on() -> None:
     calls = 0
 
-    def render() -> bytes:
+    def render() -> Callable[[], bytes]:
         nonlocal calls
         calls += 1
         if calls == 1:
-            raise RuntimeError("a bug")
-        return b"up 1\n"
+            raise RuntimeError("a bug on the loop")
+        if calls == 2:
+            return lambda: 1 / 0  # type: ignore[return-value]  # a bug in the encoder
+        return lambda: threading.current_thread().name.encode()
 
     server = MetricsServer("127.0.0.1", 0, render)
     await server.start()
@@ -180,7 +184,11 @@ async def test_a_failing_render_is_a_500_and_the_server_serves_on() -> None:
         assert server.address is not None
         port = server.address[1]
         assert _status(await _request(port, b"GET /metrics HTTP/1.1\r\n\r\n")) == 500
-        assert _status(await _request(port, b"GET /metrics HTTP/1.1\r\n\r\n")) == 200
+        assert _status(await _request(port, b"GET /metrics HTTP/1.1\r\n\r\n")) == 500
+        ok = await _request(port, b"GET /metrics HTTP/1.1\r\n\r\n")
+        # The body was encoded on the server's worker thread, not the loop's.
+        assert _status(ok) == 200 and ok.endswith(b"\r\n\r\ncloudkernel-metrics_0")
+        assert server.counters.errors == 2
     finally:
         await server.close()
 
@@ -191,7 +199,7 @@ async def test_an_address_in_use_is_one_clear_line() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        server = MetricsServer("127.0.0.1", port, lambda: b"")
+        server = MetricsServer("127.0.0.1", port, lambda: lambda: b"")
         with pytest.raises(MetricsServerError) as caught:
             await server.start()
     message = str(caught.value)

@@ -1,10 +1,13 @@
 """The metrics endpoint: a small HTTP/1.1 server on the daemon's own asyncio loop.
 
-:class:`MetricsServer` answers ``GET /metrics`` with the body its ``render``
-callable returns (the Prometheus text format), ``GET /`` with a pointer to
-``/metrics``, 404 for any other path and 405 for any method but GET and HEAD.
-``render`` runs on the loop, between two callbacks of the daemon, so it reads
-the daemon's state without locks and never concurrently with the data path.
+:class:`MetricsServer` answers ``GET /metrics`` with the Prometheus text
+format, ``GET /`` with a pointer to ``/metrics``, 404 for any other path and
+405 for any method but GET and HEAD.  A scrape has two steps: ``render()``
+runs on the loop, between two callbacks of the daemon, so it reads the
+daemon's state without locks and never concurrently with the data path; it
+returns an encoder holding a snapshot, which makes the body on the server's
+one worker thread.  Encoding is most of a scrape's work, and there it holds
+up the loop only in the interpreter's switch intervals, not all at once.
 
 Rules it keeps (the request comes from the network: untrusted bytes):
 
@@ -22,6 +25,7 @@ Rules it keeps (the request comes from the network: untrusted bytes):
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import logging
 import re
@@ -189,14 +193,16 @@ class MetricsServer:
 
     :param host: address to bind ("127.0.0.1", "::1", "0.0.0.0", ...).
     :param port: TCP port; 0 for any free one (tests).
-    :param render: makes the ``/metrics`` body; runs on the loop.
+    :param render: runs on the loop and returns the encoder of the
+        ``/metrics`` body, which runs on a worker thread and must read
+        nothing but what ``render`` gave it.
     """
 
     def __init__(
         self,
         host: str,
         port: int,
-        render: Callable[[], bytes],
+        render: Callable[[], Callable[[], bytes]],
         *,
         max_connections: int = 8,
         read_timeout: float = 5.0,
@@ -212,6 +218,7 @@ class MetricsServer:
         self._server: asyncio.Server | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._render_failed = False
+        self._encoder: concurrent.futures.ThreadPoolExecutor | None = None
 
     @property
     def address(self) -> tuple[str, int] | None:
@@ -235,11 +242,14 @@ class MetricsServer:
         :raises MetricsServerError: one line naming the address and the cause.
         """
         shown = f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        self._encoder = concurrent.futures.ThreadPoolExecutor(1, "cloudkernel-metrics")
         try:
             self._server = await asyncio.start_server(
                 self._connection, self.host, self.port, reuse_address=True
             )
         except OSError as exc:
+            self._encoder.shutdown(wait=False)
+            self._encoder = None
             cause = exc.strerror or str(exc)
             raise MetricsServerError(
                 f"cannot serve metrics on {shown}: {cause}; set metrics.listen to a free "
@@ -258,6 +268,10 @@ class MetricsServer:
         if server is not None:
             with contextlib.suppress(Exception):
                 await asyncio.wait_for(server.wait_closed(), 1.0)
+        if self._encoder is not None:
+            # An encoding under way finishes on its own; nobody waits for it.
+            self._encoder.shutdown(wait=False, cancel_futures=True)
+            self._encoder = None
 
     async def _connection(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
@@ -298,7 +312,8 @@ class MetricsServer:
             self.counters.errors += 1
             return _error(404, f"no such page: {head.path}; the metrics are at /metrics")
         try:
-            body = self._render()
+            encode = self._render()
+            body = await asyncio.get_running_loop().run_in_executor(self._encoder, encode)
         except Exception as exc:  # a bug in a collector: answer, log once, keep serving
             self.counters.errors += 1
             if not self._render_failed:
