@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import itertools
 import socket
 import threading
 from collections.abc import Callable
@@ -17,6 +18,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cloudkernel.aio import metrics_server
 from cloudkernel.aio.metrics_server import (
     MAX_HEAD,
     MAX_HEADERS,
@@ -96,6 +98,50 @@ def test_parse_head_fuzz_gives_a_head_or_our_error(data: bytes) -> None:
         assert exc.status in (400, 431, 505)
         return
     assert head.path.startswith("/") and len(head.headers) <= MAX_HEADERS
+
+
+SCRAPE = (
+    b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1:9475\r\nUser-Agent: Prometheus/2.42.0\r\n"
+    b"Accept: application/openmetrics-text;version=1.0.0,text/plain;version=0.0.4;q=0.5\r\n"
+    b"X-Prometheus-Scrape-Timeout-Seconds: 10\r\n\r\n"
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.integers(0, len(SCRAPE)), st.integers(0, 3), st.binary(max_size=4)),
+        max_size=6,
+    )
+)
+def test_parse_head_fuzz_on_mutated_scrapes(edits: list[tuple[int, int, bytes]]) -> None:
+    data = SCRAPE
+    for at, cut, insert in edits:
+        data = data[:at] + insert + data[at + cut :]
+    try:
+        head = parse_head(data)
+    except HttpRequestError as exc:
+        assert exc.status in (400, 431, 505)
+        return
+    assert head.method and head.path.startswith("/")
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.lists(st.integers(1, len(SCRAPE)), max_size=8), st.binary(max_size=64))
+def test_the_head_reads_the_same_however_it_is_split(cuts: list[int], after: bytes) -> None:
+    """Whole or in pieces, and whatever follows it: the same head."""
+
+    async def read(pieces: list[bytes]) -> RequestHead:
+        reader = asyncio.StreamReader()
+        for piece in pieces:
+            reader.feed_data(piece)
+        reader.feed_eof()
+        return parse_head(await metrics_server._read_head(reader))
+
+    data = SCRAPE + after
+    bounds = [0, *sorted(set(cuts)), len(data)]
+    pieces = [data[a:b] for a, b in itertools.pairwise(bounds) if b > a]
+    assert asyncio.run(read(pieces)) == parse_head(SCRAPE)
 
 
 # -- the HTTP server on this loop ----------------------------------------------
