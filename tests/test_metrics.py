@@ -14,6 +14,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import time
@@ -436,6 +437,10 @@ def test_bad_http_requests_leave_the_daemon_serving(swarm2: LocalSwarm) -> None:
     assert "cloudkernel_build_info" in _fetch(swarm2, _metrics_url(1))
     with swarm2.client(1) as client:
         assert client.status()["node_id"] == 1
+    # ... and it still stops cleanly, the exporter first.
+    swarm2.kill(1, signal.SIGTERM)
+    assert swarm2.procs[1].returncode == 0, swarm2.log(1)
+    assert "stopped" in swarm2.log(1) and "Traceback" not in swarm2.log(1)
 
 
 @needs_sandbox
