@@ -254,6 +254,10 @@ port = {node.port}
 [control]
 socket = "{node.socket}"
 
+# The nodes share one network namespace: one exporter address would be taken.
+[metrics]
+listen = ""
+
 [log]
 level = "warning"
 """

@@ -126,6 +126,9 @@ socket = "{node.socket}"
 priority = {priority}
 cpu = {cpu}
 
+[metrics]
+listen = ""
+
 [log]
 level = "warning"
 """

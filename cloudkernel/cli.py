@@ -834,6 +834,12 @@ def _counts(counts: Any) -> str:
     return ", ".join(f"{_num(value)} {str(key).replace('_', ' ')}" for key, value in counts.items())
 
 
+def _metrics_text(listen: Any) -> str:
+    if listen is None:
+        return "-"
+    return f"http://{listen}/metrics" if listen else "off"
+
+
 def _status_lines(status: dict[str, Any]) -> list[str]:
     def get(section: str, key: str) -> Any:
         part = status.get(section)
@@ -877,6 +883,7 @@ def _status_lines(status: dict[str, Any]) -> list[str]:
             f"{_num(get('control', 'requests'))} requests, "
             f"{_num(get('control', 'events_dropped'))} events dropped",
         ),
+        ("Metrics", _metrics_text(status.get("metrics"))),
         ("Config", _num(status.get("config") or "built-in defaults")),
         ("Reloads", _reloads(status.get("reload"))),
     ]

@@ -7,12 +7,12 @@ Start-up (:func:`run`), each step fatal with a one-line error when it fails:
 3. the multicast sockets on every interface;
 4. real-time settings (SCHED_FIFO, CPU pinning, mlockall; when not
    permitted: one warning naming the cause, then normal operation);
-5. the control socket;
+5. the control socket, then the metrics exporter (``[metrics] listen``);
 6. the garbage collector frozen over everything made so far;
 7. the loop, until SIGTERM or SIGINT.
 
-Shutdown runs in reverse: the control socket closes, open FEC blocks are
-closed and their repair frames sent, the sockets close.
+Shutdown runs in reverse: the exporter and the control socket close, open
+FEC blocks are closed and their repair frames sent, the sockets close.
 
 The loop drives a :class:`~cloudkernel.core.mesh.MeshNode`: each datagram is
 fed to it as it arrives, and after every batch of work one "pump" takes its
@@ -38,7 +38,8 @@ from typing import Any
 
 from . import __version__, keyrotation
 from .aio.control_server import ControlConnection, ControlRefusal, ControlServer
-from .aio.lag import LoopLagMonitor
+from .aio.lag import LagStatistics, LoopLagMonitor
+from .aio.metrics_server import MetricsServer
 from .aio.peercred import resolve_group
 from .aio.transport import MulticastTransport, TransportSettings, resolve_interfaces
 from .config import Config, load_config
@@ -67,8 +68,10 @@ from .core.signals import Signal
 from .epoch import keep_epoch, next_epoch
 from .errors import CloudkernelError, ConfigError
 from .keyfile import load_key_file
+from .metrics import renderer
 from .realtime import RealtimeStatus, apply_realtime, describe, freeze_gc
 from .reload import ReloadStats
+from .timing import DurationHistogram, HistogramStatistics
 from .views import estimate_view, peer_view, raw_view, signal_view, topic_view
 
 __all__ = ["Daemon", "DaemonError", "run"]
@@ -199,6 +202,12 @@ class Daemon:
         self._watchers: dict[tuple[int, int], _Watcher] = {}
         self._dirty_topics: set[str] = set()
         self.reload_stats = ReloadStats(last_success_unix=time.time())
+        #: time spent in MeshNode.feed per receive batch (datagrams between two pumps)
+        self.decode_time = DurationHistogram()
+        self._batch_decode = 0.0
+        self._batch_datagrams = 0
+        address = config.metrics.address
+        self.exporter = MetricsServer(*address, renderer(self)) if address else None
 
     # -- life cycle ---------------------------------------------------------
 
@@ -214,6 +223,9 @@ class Daemon:
             log.info("real time: %s", describe(self.realtime))
             await self.control.start()
             try:
+                if self.exporter is not None:
+                    await self.exporter.start()  # MetricsServerError: fatal
+                    log.info("metrics on http://%s/metrics", self.exporter.shown())
                 self._lag = LoopLagMonitor(loop)
                 self._lag.start()
                 if self.config.realtime.freeze_gc:
@@ -235,6 +247,8 @@ class Daemon:
             finally:
                 if self._lag is not None:
                     self._lag.stop()
+                if self.exporter is not None:
+                    await self.exporter.close()
                 await self.control.close()
         finally:
             if self._timer is not None:
@@ -246,7 +260,10 @@ class Daemon:
     # -- the data path ------------------------------------------------------
 
     def _datagram(self, datagram: bytes, now: float) -> None:
+        start = time.perf_counter()
         self.node.feed(datagram, now)
+        self._batch_decode += time.perf_counter() - start
+        self._batch_datagrams += 1
         self._schedule_pump()
 
     def _schedule_pump(self) -> None:
@@ -264,6 +281,10 @@ class Daemon:
     def _pump(self) -> None:
         """Events to watchers, datagrams out, timer re-armed."""
         self._pump_scheduled = False
+        if self._batch_datagrams:
+            self.decode_time.observe(self._batch_decode)
+            self._batch_decode = 0.0
+            self._batch_datagrams = 0
         now = time.monotonic()
         node = self.node
         while (event := node.next_event()) is not None:
@@ -477,6 +498,14 @@ class Daemon:
             )
         return {"peers": rows}
 
+    def lag_statistics(self) -> LagStatistics | None:
+        """The event loop's lag since start; None before :meth:`serve` starts it."""
+        return self._lag.statistics() if self._lag is not None else None
+
+    def decode_statistics(self) -> HistogramStatistics:
+        """Time spent decoding each receive batch."""
+        return self.decode_time.statistics()
+
     # -- reload -------------------------------------------------------------
 
     def reload(self) -> dict[str, Any]:
@@ -592,6 +621,7 @@ class Daemon:
                 "events_dropped": self.control.counters.events_dropped,
                 "not_authorised": self.control.counters.not_authorised,
             },
+            "metrics": self.exporter.shown() if self.exporter is not None else "",
             "config": self.config.source,
             "reload": {
                 "succeeded": self.reload_stats.succeeded,

@@ -44,7 +44,8 @@ LIE = 25.0
 NOISE = 0.2
 
 # Each node's file: who it is and where its files are; everything else is the
-# embedded default (interfaces "auto" finds only loopback in the namespace).
+# embedded default (interfaces "auto" finds only loopback in the namespace),
+# except the metrics exporter: the nodes share one namespace and one address.
 _CONFIG = """
 [node]
 id = {node}
@@ -56,6 +57,9 @@ port = {port}
 
 [control]
 socket = "{base}/node{node}/control.sock"
+
+[metrics]
+listen = ""
 """
 
 

@@ -208,6 +208,7 @@ STATUS: dict[str, Any] = {
         "requests": 77,
         "events_dropped": 0,
     },
+    "metrics": "127.0.0.1:9475",
     "config": "/etc/cloudkernel/cloudkernel.toml",
 }
 

@@ -38,6 +38,10 @@ dead_after = 1.0
 """
 
 
+#: the metrics exporter of node N listens on 127.0.0.1:(METRICS_PORT + N) when asked for
+METRICS_PORT = 9500
+
+
 def sandbox_problem() -> str | None:
     """Why no private network namespace can be made here, or None when one can."""
     if shutil.which("unshare") is None:
@@ -50,8 +54,17 @@ def sandbox_problem() -> str | None:
 
 
 def node_config(
-    base: Path, node: int, port: int, extra: str = "", priority: int = 0, control: str = ""
+    base: Path,
+    node: int,
+    port: int,
+    extra: str = "",
+    priority: int = 0,
+    control: str = "",
+    metrics: bool = False,
 ) -> str:
+    # Off unless asked for: the nodes share one network namespace and the
+    # default address would be taken by the first.
+    listen = f"127.0.0.1:{METRICS_PORT + node}" if metrics else ""
     return f"""
 [node]
 id = {node}
@@ -73,6 +86,9 @@ priority = {priority}
 
 [log]
 level = "info"
+
+[metrics]
+listen = "{listen}"
 {extra}
 """
 
@@ -92,6 +108,7 @@ class LocalSwarm:
         priority: int = 0,
         control: Callable[[int], str] | None = None,
         user_namespace: bool = True,
+        metrics: bool = False,
     ) -> None:
         self.base = base
         self.n = n
@@ -110,6 +127,7 @@ class LocalSwarm:
                 extra + (per_node(node) if per_node else ""),
                 priority,
                 control(node) if control else "",
+                metrics,
             )
             path = home / "cloudkernel.toml"
             path.write_text(text)

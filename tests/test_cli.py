@@ -261,6 +261,7 @@ def test_status_lines(daemon: FakeDaemon, path: str) -> None:
         "warning: SCHED_FIFO not permitted",
         "Loop lag        : p50 0.1 ms, p99 2.1 ms, max 4 ms, 3600 samples",
         "Control socket  : /run/cloudkernel/control.sock",
+        "Metrics         : http://127.0.0.1:9475/metrics",
         "Config          : /etc/cloudkernel/cloudkernel.toml",
     ):
         assert field in out

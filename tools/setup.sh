@@ -20,6 +20,10 @@ debian_packages() {
     # the demo swarm and the daemon tests run in a private network namespace
     command -v ip >/dev/null || need+=(iproute2)
     command -v nsenter >/dev/null || need+=(util-linux)
+    # promtool and a Prometheus server for the exporter's tests.  The package
+    # may start its own service on :9090; the tests run theirs in a private
+    # network namespace and never talk to it.
+    command -v promtool >/dev/null && command -v prometheus >/dev/null || need+=(prometheus)
     [ ${#need[@]} -eq 0 ] && return 0
     if [ "$(id -u)" -ne 0 ]; then
         echo "setup: not root, cannot install ${need[*]}; the tests that need them will skip" >&2
