@@ -124,6 +124,7 @@ def peer_view(peer: PeerView, *, loss: float | None, reputation: float) -> dict[
         "last_heard": _finite_or_none(peer.last_heard),
         "since": peer.since,
         "heartbeats": peer.heartbeats,
+        "reach": peer.reach,
         "loss": loss,
         "reputation": reputation,
     }
