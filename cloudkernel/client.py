@@ -552,6 +552,12 @@ class Client:
         """The peers the daemon hears, with their liveness, loss and reputation."""
         return _rows("peers", self._call(ControlOp.PEERS, {}))
 
+    def sourcestats(self, pattern: str | None = None) -> list[dict[str, Any]]:
+        """Per-source statistics across readings (``docs/VIEWS.md``), one row per
+        topic and source, of the topics matching the glob ``pattern`` when given."""
+        args = {} if pattern is None else {"pattern": pattern}
+        return _rows("sourcestats", self._call(ControlOp.SOURCESTATS, args))
+
     def watch(self, pattern: str, *, raw: bool = False, duration: float | None = None) -> Watch:
         """Stream the estimates (or, with ``raw``, every raw signal) of the topics
         matching the glob ``pattern``.
@@ -857,6 +863,11 @@ class AsyncClient:
         """As :meth:`Client.topics`."""
         args = {} if pattern is None else {"pattern": pattern}
         return _rows("topics", await self._call(ControlOp.TOPICS, args))
+
+    async def sourcestats(self, pattern: str | None = None) -> list[dict[str, Any]]:
+        """As :meth:`Client.sourcestats`."""
+        args = {} if pattern is None else {"pattern": pattern}
+        return _rows("sourcestats", await self._call(ControlOp.SOURCESTATS, args))
 
     async def status(self) -> dict[str, Any]:
         """As :meth:`Client.status`."""

@@ -48,6 +48,7 @@ from .core.control import (
     PeersRequest,
     PublishRequest,
     Request,
+    SourceStatsRequest,
     StatusRequest,
     TopicsRequest,
     WatchRequest,
@@ -59,7 +60,15 @@ from .errors import CloudkernelError
 from .keyfile import load_key_file
 from .realtime import RealtimeStatus, apply_realtime, describe, freeze_gc
 from .reload import ReloadStats
-from .views import estimate_view, peer_view, raw_view, signal_view, topic_view
+from .sourcestats import SourceStats
+from .views import (
+    estimate_view,
+    peer_view,
+    raw_view,
+    signal_view,
+    sourcestats_view,
+    topic_view,
+)
 
 __all__ = ["Daemon", "DaemonError", "run"]
 
@@ -170,6 +179,11 @@ class Daemon:
         self._watchers: dict[tuple[int, int], _Watcher] = {}
         self._dirty_topics: set[str] = set()
         self.reload_stats = ReloadStats(last_success_unix=time.time())
+        #: per-source histories for ``sourcestats``: topics with new readings
+        #: are sampled once per interval
+        self.sourcestats = SourceStats()
+        self._unsampled: set[str] = set()
+        self._sample_at = self.started
 
     # -- life cycle ---------------------------------------------------------
 
@@ -240,6 +254,9 @@ class Daemon:
         while (event := node.next_event()) is not None:
             if isinstance(event, SignalDelivered):
                 self._delivered(event, now)
+                self._unsampled.add(event.signal.topic)
+        if self._unsampled and now >= self._sample_at:
+            self._sample_sources(now)
         if self._dirty_topics:
             self._send_estimates(now)
         out = node.datagrams_to_send(now)
@@ -272,6 +289,16 @@ class Daemon:
         # call_at returns a Handle that has no when().
         self._timer_at = max(deadline, now)
         self._timer = self._loop.call_at(self._timer_at, self._timer_fired)
+
+    def _sample_sources(self, now: float) -> None:
+        """Give the topics with new readings to the sourcestats histories."""
+        self._sample_at = now + self.sourcestats.interval
+        topics, self._unsampled = self._unsampled, set()
+        for topic in sorted(topics):
+            kind = self.node.topic_kind(topic)
+            estimate = self.node.estimate(topic, now)
+            if kind is not None and estimate is not None:
+                self.sourcestats.record(topic, kind, estimate, now)
 
     # -- watchers -----------------------------------------------------------
 
@@ -338,6 +365,11 @@ class Daemon:
             return self.status(now)
         if isinstance(request, PeersRequest):
             return self._peers(now)
+        if isinstance(request, SourceStatsRequest):
+            regex = re.compile(fnmatch.translate(request.pattern)) if request.pattern else None
+            names = [t for t in self.node.topic_names() if regex is None or regex.match(t)]
+            rows = self.sourcestats.rows(now, names)
+            return {"sourcestats": [sourcestats_view(row) for row in rows]}
         raise ControlRefusal(ErrorCode.INTERNAL, f"no handler for {request.op}")
 
     def _get(self, topic: str, now: float) -> dict[str, Any]:

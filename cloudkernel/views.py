@@ -16,8 +16,16 @@ from .consensus import Estimate
 from .core.membership import PeerView
 from .core.mesh import TopicInfo
 from .core.signals import Signal
+from .sourcestats import SourceStatsRow
 
-__all__ = ["estimate_view", "peer_view", "raw_view", "signal_view", "topic_view"]
+__all__ = [
+    "estimate_view",
+    "peer_view",
+    "raw_view",
+    "signal_view",
+    "sourcestats_view",
+    "topic_view",
+]
 
 
 def _plain(value: object) -> Any:
@@ -127,4 +135,22 @@ def peer_view(peer: PeerView, *, loss: float | None, reputation: float) -> dict[
         "reach": peer.reach,
         "loss": loss,
         "reputation": reputation,
+    }
+
+
+def sourcestats_view(row: SourceStatsRow) -> dict[str, Any]:
+    """One source of one topic over the samples held (``sourcestats``)."""
+    return {
+        "topic": row.topic,
+        "kind": row.kind,
+        "source": row.source,
+        "samples": row.samples,
+        "span": row.span,
+        "last": row.last,
+        "offset": _finite_or_none(row.offset),
+        "stddev": _finite_or_none(row.stddev),
+        "sigma": _finite_or_none(row.sigma),
+        "runs": row.runs,
+        "used": row.used,
+        "reputation": _finite_or_none(row.reputation),
     }

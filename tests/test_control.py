@@ -44,6 +44,7 @@ from cloudkernel.core.control import (
     ReplyDecoder,
     Request,
     RequestDecoder,
+    SourceStatsRequest,
     StatusRequest,
     StreamEvent,
     TopicsRequest,
@@ -136,6 +137,7 @@ def test_constants() -> None:
         "topics",
         "status",
         "peers",
+        "sourcestats",
     ]
     assert [code.value for code in ErrorCode] == [
         "malformed",
@@ -165,6 +167,7 @@ def test_request_classes_name_their_op() -> None:
         TopicsRequest(1, None),
         StatusRequest(1),
         PeersRequest(1),
+        SourceStatsRequest(1, None),
     ]
     assert [r.op for r in requests] == list(ControlOp)
 
@@ -211,6 +214,9 @@ ROUND_TRIPS: list[tuple[ControlOp, dict[str, Any] | None, Request]] = [
     (ControlOp.STATUS, None, StatusRequest(7)),
     (ControlOp.STATUS, {}, StatusRequest(7)),
     (ControlOp.PEERS, None, PeersRequest(7)),
+    (ControlOp.SOURCESTATS, None, SourceStatsRequest(7, None)),
+    (ControlOp.SOURCESTATS, {"pattern": None}, SourceStatsRequest(7, None)),
+    (ControlOp.SOURCESTATS, {"pattern": "temp/*"}, SourceStatsRequest(7, "temp/*")),
 ]
 
 
@@ -391,7 +397,7 @@ def test_unknown_op(op: str) -> None:
     result = failure(request(op))
     assert result.code == ErrorCode.UNKNOWN_OP
     assert repr(op) in result.message
-    assert "get, peers, publish, status, topics, watch" in result.message
+    assert "get, peers, publish, sourcestats, status, topics, watch" in result.message
 
 
 BAD_ARGUMENTS: list[tuple[str, dict[Any, Any], str]] = [
@@ -407,6 +413,10 @@ BAD_ARGUMENTS: list[tuple[str, dict[Any, Any], str]] = [
     ("topics", {"topic": "a"}, "the arguments of topics are pattern"),
     ("status", {"verbose": True}, "the arguments of status are none"),
     ("peers", {"x": None}, "unknown argument 'x'"),
+    ("sourcestats", {"topic": "a"}, "the arguments of sourcestats are pattern"),
+    ("sourcestats", {"pattern": 3}, "pattern 3 is a int; give a str"),
+    ("sourcestats", {"pattern": ""}, "pattern is empty"),
+    ("sourcestats", {"pattern": "a\x01"}, "control character U+0001"),
     # publish: every field, through make_signal
     ("publish", {"topic": 5, "value": 1.0}, "topic 5 is a int; give a str"),
     ("publish", {"topic": "", "value": 1.0}, "topic '' is empty"),
@@ -801,6 +811,7 @@ def check_outcomes(out: list[Outcome]) -> None:
             | TopicsRequest
             | StatusRequest
             | PeersRequest
+            | SourceStatsRequest
             | ControlFailure,
         )
         if isinstance(item, ControlFailure):

@@ -6,7 +6,8 @@ What this module holds:
   codes (an error code is also the label of the control-error metric);
 * the parsed requests (:class:`PublishRequest`, :class:`GetRequest`,
   :class:`WatchRequest`, :class:`TopicsRequest`, :class:`StatusRequest`,
-  :class:`PeersRequest`) and :class:`ControlFailure`, a request refused;
+  :class:`PeersRequest`, :class:`SourceStatsRequest`) and :class:`ControlFailure`,
+  a request refused;
 * :class:`RequestDecoder`, the daemon's side: bytes in, requests and failures
   out; and :func:`encode_reply`, :func:`encode_error`, :func:`encode_event`;
 * :func:`encode_request` and :class:`ReplyDecoder`, the client's side;
@@ -72,6 +73,7 @@ __all__ = [
     "ReplyDecoder",
     "Request",
     "RequestDecoder",
+    "SourceStatsRequest",
     "StatusRequest",
     "StreamEvent",
     "TopicsRequest",
@@ -110,11 +112,19 @@ class ControlOp(enum.StrEnum):
     TOPICS = "topics"
     STATUS = "status"
     PEERS = "peers"
+    SOURCESTATS = "sourcestats"
 
 
 #: ops that change nothing in the daemon
 READ_ONLY_OPS = frozenset(
-    {ControlOp.GET, ControlOp.WATCH, ControlOp.TOPICS, ControlOp.STATUS, ControlOp.PEERS}
+    {
+        ControlOp.GET,
+        ControlOp.WATCH,
+        ControlOp.TOPICS,
+        ControlOp.STATUS,
+        ControlOp.PEERS,
+        ControlOp.SOURCESTATS,
+    }
 )
 #: ops that change what the daemon holds or sends
 MUTATING_OPS = frozenset({ControlOp.PUBLISH})
@@ -212,8 +222,25 @@ class PeersRequest:
     """The request id, 0..2^32-1."""
 
 
+@dataclass(frozen=True, slots=True)
+class SourceStatsRequest:
+    """Per-source statistics across readings, of the topics matching a pattern."""
+
+    op: ClassVar[ControlOp] = ControlOp.SOURCESTATS
+    id: int
+    """The request id, 0..2^32-1."""
+    pattern: str | None
+    """An fnmatch-style glob as for :class:`WatchRequest`, or None for every topic."""
+
+
 Request: TypeAlias = (
-    PublishRequest | GetRequest | WatchRequest | TopicsRequest | StatusRequest | PeersRequest
+    PublishRequest
+    | GetRequest
+    | WatchRequest
+    | TopicsRequest
+    | StatusRequest
+    | PeersRequest
+    | SourceStatsRequest
 )
 
 
@@ -698,6 +725,15 @@ def _parse_peers(id: int, args: dict[str, Any]) -> PeersRequest:
     return PeersRequest(id)
 
 
+def _parse_sourcestats(id: int, args: dict[str, Any]) -> SourceStatsRequest:
+    pattern = args.get("pattern")
+    if pattern is not None:
+        pattern = _check_name(
+            ControlOp.SOURCESTATS, "pattern", pattern, "a pattern", MAX_PATTERN_BYTES
+        )
+    return SourceStatsRequest(id, pattern)
+
+
 _PARSERS: dict[str, tuple[Callable[[int, dict[str, Any]], Request], frozenset[str]]] = {
     ControlOp.PUBLISH: (
         _parse_publish,
@@ -708,6 +744,7 @@ _PARSERS: dict[str, tuple[Callable[[int, dict[str, Any]], Request], frozenset[st
     ControlOp.TOPICS: (_parse_topics, frozenset({"pattern"})),
     ControlOp.STATUS: (_parse_status, frozenset()),
     ControlOp.PEERS: (_parse_peers, frozenset()),
+    ControlOp.SOURCESTATS: (_parse_sourcestats, frozenset({"pattern"})),
 }
 
 
