@@ -265,11 +265,28 @@ def sourcestats(ctx: click.Context, pattern: str | None, verbose: bool, as_json:
 # -- explain ----------------------------------------------------------------------
 
 
+_EXPLAIN_LEGEND = [
+    (
+        "(S)",
+        "the source's state, after its id:\n"
+        + "\n".join(f"{symbol}  {words}" for symbol, words in SYMBOL_WORDS.items()),
+    ),
+    (
+        "weight",
+        "how much the source counts in selecting the agreeing set and in the\n"
+        "median: confidence (its publisher's) x reputation (here) x evaporation\n"
+        "(2^(-age/half-life)) x link (1 - the loss measured on its link)",
+    ),
+    ("share", "what it holds of the combined value (inverse-variance weighted), 0..1"),
+]
+
+
 @main.command()
 @click.argument("topic")
+@_verbose_option
 @_json_option("explain")
 @click.pass_context
-def explain(ctx: click.Context, topic: str, as_json: bool) -> None:
+def explain(ctx: click.Context, topic: str, verbose: bool, as_json: bool) -> None:
     """Explain TOPIC's estimate: its state, and why each source is or is not used.
 
     \b
@@ -284,7 +301,8 @@ def explain(ctx: click.Context, topic: str, as_json: bool) -> None:
     if as_json:
         _echo_json(_document("explain", explained))
     else:
-        lines = [str(explained["explanation"])]
+        lines = _legend(_EXPLAIN_LEGEND) if verbose else []
+        lines.append(str(explained["explanation"]))
         for entry in explained["sources"]:
             lines += [f"  {entry['explanation']}", f"    {entry['weight_explanation']}"]
         _echo_lines(lines)

@@ -174,6 +174,13 @@ def test_explain_in_sentences(daemon: FakeDaemon, path: str) -> None:
     assert lines[8].endswith("its share of the estimate: 0.")
 
 
+def test_explain_verbose_has_a_legend(daemon: FakeDaemon, path: str) -> None:
+    lines = ck(path, "explain", "temp/room", "-v").stdout.splitlines()
+    assert lines[0].startswith("  (S)  ") and "x  falseticker" in "\n".join(lines)
+    assert any(line.startswith("  weight  ") for line in lines)
+    assert sum(line.startswith("temp/room is 21.43") for line in lines) == 1
+
+
 def test_explain_without_consensus_says_why_and_exits_2(daemon: FakeDaemon, path: str) -> None:
     lines = ck(path, "explain", "pos/robot", code=2).stdout.splitlines()
     assert lines[0].startswith("pos/robot has no value (state no-consensus, no-majority): no set")
