@@ -91,6 +91,8 @@ class SourceStatsStatistics:
 
     #: (topic, source) pairs held
     entries: int
+    #: topics whose last sampling time is held (at most max_entries + 1)
+    topics: int
     #: samples taken since it was made
     samples: int
     #: pairs pushed out by ``max_entries``
@@ -271,4 +273,6 @@ class SourceStats:
         return out
 
     def statistics(self) -> SourceStatsStatistics:
-        return SourceStatsStatistics(len(self._entries), self._samples, self._evicted)
+        return SourceStatsStatistics(
+            len(self._entries), len(self._sampled_at), self._samples, self._evicted
+        )

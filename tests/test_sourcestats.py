@@ -99,6 +99,17 @@ def test_samples_and_entries_are_bounded() -> None:
     assert stats.rows(2.5, ["u"]) == [] and stats.statistics().entries == 1
 
 
+def test_topics_without_samples_are_not_held_forever() -> None:
+    stats = SourceStats(max_entries=10)
+    filt = ConsensusFilter(FilterConfig(kind="scalar"), Reputation())
+    filt.update(1, 20.0, 1.0, 0.0)
+    lonely = filt.estimate(0.0)  # no consensus: no samples
+    for n in range(1000):
+        stats.record(f"t{n}", "scalar", lonely, 0.0)
+        assert stats.statistics().topics <= 11
+    assert stats.statistics().entries == 0
+
+
 def test_runs_show_a_drift_against_the_swarm() -> None:
     stats = SourceStats()
     # a liar drifting steadily: its offsets cross their own mean once
