@@ -64,6 +64,7 @@ from .sourcestats import SourceStats
 from .views import (
     estimate_view,
     peer_view,
+    policy_view,
     raw_view,
     signal_view,
     sourcestats_view,
@@ -379,7 +380,11 @@ class Daemon:
         estimate = self.node.estimate(topic, now)
         if estimate is None:
             return raw_view(topic, self.node.latest(topic))
-        return estimate_view(topic, kind, estimate)
+        view = estimate_view(topic, kind, estimate)
+        filter_config = self.node.filter_config(topic)
+        if filter_config is not None:
+            view["policy"] = policy_view(filter_config, self.node.reputation.config)
+        return view
 
     def _watch(self, request: WatchRequest, connection: ControlConnection) -> dict[str, Any]:
         key = (id(connection), request.id)

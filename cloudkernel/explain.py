@@ -102,6 +102,25 @@ def _age(value: Any) -> str:
     return "-" if number is None else f"{number:.3g} s"
 
 
+def _policy(view: dict[str, Any]) -> dict[str, Any]:
+    policy = view.get("policy")
+    return policy if isinstance(policy, dict) else {}
+
+
+def _faults(policy: dict[str, Any], fresh: Any) -> str:
+    """``; ... up to f of its n fresh readings may lie`` when the policy says how."""
+    model = policy.get("fault_model")
+    if not isinstance(fresh, int) or isinstance(fresh, bool) or fresh < 1:
+        return ""
+    if model == "byzantine":
+        faults = (fresh - 1) // 3
+    elif model == "consistent":
+        faults = (fresh - 1) // 2
+    else:
+        return ""
+    return f"; with the {model} fault model, up to {faults} of its {fresh} fresh readings may lie"
+
+
 def _estimate_sentence(view: dict[str, Any]) -> str:
     topic = view.get("topic")
     state = view.get("state")
@@ -114,10 +133,12 @@ def _estimate_sentence(view: dict[str, Any]) -> str:
         interval = view.get("interval")
         if isinstance(interval, list) and len(interval) == 2:
             text += f" (95% between {_fmt(interval[0])} and {_fmt(interval[1])})"
+        fresh = used + rejected if isinstance(used, int) and isinstance(rejected, int) else None
         return (
             f"{text}: {_fmt(used)} of its {_fmt(total)} sources agree and are used, "
             f"{_fmt(rejected)} rejected; confidence {_fmt(view.get('confidence'), '.3f')}, "
-            f"newest reading used {_age(view.get('age'))} old."
+            f"newest reading used {_age(view.get('age'))} old"
+            f"{_faults(_policy(view), fresh)}."
         )
     if state == "raw":
         return (
@@ -125,6 +146,9 @@ def _estimate_sentence(view: dict[str, Any]) -> str:
         )
     reason = str(view.get("reason") or "")
     why = ESTIMATE_REASONS.get(reason, reason or "no reason given")
+    needed = _policy(view).get("min_sources")
+    if reason == "too-few-sources" and isinstance(needed, int):
+        why += f" ({needed})"
     return (
         f"{topic} has no value (state {state}"
         + (f", {reason}" if reason else "")
@@ -132,7 +156,7 @@ def _estimate_sentence(view: dict[str, Any]) -> str:
     )
 
 
-def _source_explanation(row: dict[str, Any]) -> dict[str, Any]:
+def _source_explanation(row: dict[str, Any], policy: dict[str, Any]) -> dict[str, Any]:
     reason = str(row.get("reason") or "")
     factors = {
         name: _number(row.get(name))
@@ -149,7 +173,13 @@ def _source_explanation(row: dict[str, Any]) -> dict[str, Any]:
         reading += f", {_fmt(row.get('offset'), '+.4g')} from the estimate"
     why = SOURCE_REASON_WORDS.get(reason, reason or "no reason given")
     if reason == "distrusted" and factors["reputation"] is not None:
-        why += f" (reputation {factors['reputation']:.3g})"
+        threshold = _number(policy.get("distrust_below"))
+        why += f" (reputation {factors['reputation']:.3g}"
+        why += f", below {threshold:.3g})" if threshold is not None else ")"
+    elif reason == "falseticker" and _number(policy.get("agree_sigmas")) is not None:
+        why += f" (widened to ±{_fmt(policy['agree_sigmas'], '.3g')} sigmas)"
+    elif reason == "outlier" and _number(policy.get("reject_sigmas")) is not None:
+        why += f" (more than {_fmt(policy['reject_sigmas'], '.3g')} robust sigmas)"
     sentence = f"source {_fmt(row.get('source'))} ({row.get('symbol', '?')}): {why}; {reading}."
     product = (
         f"weight {_fmt(trust, '.3g')} = confidence {_fmt(factors['confidence'], '.3g')}"
@@ -191,7 +221,7 @@ def explain_view(view: dict[str, Any]) -> dict[str, Any]:
         "reason": view.get("reason"),
         "explanation": _estimate_sentence(view),
         "sources": [
-            _source_explanation(row)
+            _source_explanation(row, _policy(view))
             for row in (rows if isinstance(rows, list) else [])
             if isinstance(row, dict)
         ],

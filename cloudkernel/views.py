@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .consensus import Estimate
+from .consensus import Estimate, FilterConfig, ReputationConfig
 from .core.membership import PeerView
 from .core.mesh import TopicInfo
 from .core.signals import Signal
@@ -21,6 +21,7 @@ from .sourcestats import SourceStatsRow
 __all__ = [
     "estimate_view",
     "peer_view",
+    "policy_view",
     "raw_view",
     "signal_view",
     "sourcestats_view",
@@ -76,6 +77,19 @@ def estimate_view(
             for r in estimate.sources
         ]
     return view
+
+
+def policy_view(filter_config: FilterConfig, reputation: ReputationConfig) -> dict[str, Any]:
+    """The settings that decide whether a topic's source is used (``get``'s ``policy``)."""
+    return {
+        "min_sources": filter_config.min_sources,
+        "fault_model": filter_config.fault_model,
+        "agree_sigmas": filter_config.agree_sigmas,
+        "reject_sigmas": filter_config.reject_sigmas,
+        "max_weight_share": filter_config.max_weight_share,
+        "flag_below": reputation.flag_below,
+        "distrust_below": reputation.distrust_below,
+    }
 
 
 def signal_view(

@@ -85,6 +85,15 @@ SCALAR_ESTIMATE: dict[str, Any] = {
         _source(13, "+", "used", 21.45, 0.02, 0.3),
         _source(14, "x", "falseticker", 35.0, 13.57, 0.0),
     ],
+    "policy": {
+        "min_sources": 3,
+        "fault_model": "byzantine",
+        "agree_sigmas": 3.0,
+        "reject_sigmas": 3.5,
+        "max_weight_share": 0.5,
+        "flag_below": 0.5,
+        "distrust_below": 0.1,
+    },
 }
 
 #: get "pos/robot": a vector topic without consensus

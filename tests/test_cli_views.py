@@ -169,7 +169,9 @@ def test_explain_in_sentences(daemon: FakeDaemon, path: str) -> None:
         "    weight 0.864 = confidence 0.9 x reputation 1 x evaporation 0.97 x link 0.99; "
         "its share of the estimate: 0.400."
     )
+    assert lines[0].endswith("up to 1 of its 4 fresh readings may lie.")
     assert lines[7].startswith("  source 14 (x): not used: a falseticker;")
+    assert "(widened to ±3 sigmas)" in lines[7]
     assert "+13.57 from the estimate" in lines[7]
     assert lines[8].endswith("its share of the estimate: 0.")
 

@@ -25,7 +25,7 @@ from cloudkernel.explain import (
     explain_view,
     no_consensus,
 )
-from cloudkernel.views import estimate_view
+from cloudkernel.views import estimate_view, policy_view
 
 
 def test_every_code_has_words() -> None:
@@ -45,16 +45,22 @@ def swarm_view(*, liar: float, rounds: int, distrust: bool = False) -> dict[str,
         filt.update(9, liar, 0.8, float(n), sigma=0.1)
         estimate = filt.estimate(n + 0.5)
     assert estimate is not None
-    return estimate_view("room/temp", "scalar", estimate)
+    view = estimate_view("room/temp", "scalar", estimate)
+    view["policy"] = policy_view(filt.config, reputation.config)
+    return view
 
 
 def test_a_liar_is_a_falseticker_then_distrusted() -> None:
     first = explain_view(swarm_view(liar=35.0, rounds=1))
     assert first["state"] == "ok"
     assert first["explanation"].startswith("room/temp is 20.0")
+    assert first["explanation"].endswith(
+        "with the byzantine fault model, up to 1 of its 6 fresh readings may lie."
+    )
     liar = next(s for s in first["sources"] if s["source"] == 9)
     assert (liar["reason"], liar["used"]) == ("falseticker", False)
     assert "falseticker" in liar["explanation"] and "from the estimate" in liar["explanation"]
+    assert "(widened to ±3 sigmas)" in liar["explanation"]
     assert liar["weight_explanation"].endswith("its share of the estimate: 0.")
     used = [s for s in first["sources"] if s["used"]]
     assert len(used) == 5 and math.fsum(s["weight"] for s in used) == pytest.approx(1.0)
@@ -66,6 +72,7 @@ def test_a_liar_is_a_falseticker_then_distrusted() -> None:
     later = explain_view(swarm_view(liar=35.0, rounds=12))
     liar = next(s for s in later["sources"] if s["source"] == 9)
     assert liar["reason"] == "distrusted" and "(reputation 0.0" in liar["explanation"]
+    assert ", below 0.1)" in liar["explanation"]
 
 
 def test_no_consensus_in_words() -> None:
@@ -78,6 +85,8 @@ def test_no_consensus_in_words() -> None:
         "t has no value (state no-consensus, too-few-sources): fewer sources are usable, "
         "agree or survive the outlier test than the topic's min_sources needs; 1 sources heard."
     )
+    view["policy"] = policy_view(filt.config, Reputation().config)
+    assert "min_sources needs (3); 1 sources heard." in explain_view(view)["explanation"]
     (only,) = explained["sources"]
     assert only["reason"] == "no-consensus" and not only["used"]
     stale = estimate_view("t", "scalar", filt.estimate(1000.0))

@@ -96,6 +96,7 @@ def test_the_liar_is_shown_rejected_with_its_reason(swarm4: LocalSwarm) -> None:
         assert done.returncode == 0, done.stderr
         view = json.loads(done.stdout)
         assert view["schema"] == "cloudkernel.sources/1" and view["state"] == "ok"
+        assert view["policy"]["min_sources"] == 3
         assert 19.8 <= view["value"] <= 20.4
         rows = {row["source"]: row for row in view["sources"]}
         assert set(rows) == set(READINGS)
@@ -118,6 +119,7 @@ def test_the_liar_is_shown_rejected_with_its_reason(swarm4: LocalSwarm) -> None:
     )
     assert "not used: a falseticker" in liar_sentence or "not used: distrusted" in liar_sentence
     assert "weight " in explained.stdout and " x link " in explained.stdout
+    assert "up to 1 of its 4 fresh readings may lie" in explained.stdout
 
     stats = ck(swarm4, 3, "sourcestats", "room/*", "--json")
     assert stats.returncode == 0, stats.stderr
