@@ -131,6 +131,15 @@ def test_the_liar_is_shown_rejected_with_its_reason(swarm4: LocalSwarm) -> None:
     assert rows[LIAR]["used"] == 0.0 and rows[LIAR]["offset"] == pytest.approx(15.0, abs=0.6)
     assert all(abs(rows[s]["offset"]) < 0.6 for s in (1, 2, 3))
 
+    # One source alone is no consensus: printed, then exit 2.
+    with swarm4.client(1) as client:
+        client.publish("lonely/topic", 1.0)
+    lonely = ck(swarm4, 1, "sources", "lonely/topic")
+    assert lonely.returncode == 2, lonely.stderr
+    assert "state no-consensus (too-few-sources)" in lonely.stdout
+    assert ck(swarm4, 1, "explain", "lonely/topic").returncode == 2
+    assert ck(swarm4, 1, "sources", "no/such/topic").returncode == 4
+
     peers = ck(swarm4, 1, "peers", "--json")
     assert peers.returncode == 0, peers.stderr
     heard = {row["node"]: row for row in json.loads(peers.stdout)["peers"]}
