@@ -13,18 +13,22 @@ logging to stderr; ``config check`` checks a config file.  The other commands
 talk to the running daemon over its control socket through
 :class:`cloudkernel.client.Client`: ``publish`` deposits a signal, ``get``
 shows a topic's estimate and its sources (a chronyc ``sources``-like table),
-``watch`` streams a pattern's estimates or raw signals, ``topics``,
-``status`` and ``peers`` show what the daemon holds.  Every one of them takes
-``--json`` for the daemon's result as JSON (byte strings as hex, non-finite
-numbers as null).  The socket is ``--socket PATH`` (before the command), else
-``$CLOUDKERNEL_SOCKET``, else the daemon's ``auto`` path.
+``watch`` streams a pattern's estimates or raw signals, ``topics`` and
+``status`` show what the daemon holds; ``sources``, ``sourcestats``,
+``explain`` and ``peers`` are chronyc-like views (:mod:`cloudkernel.cli_views`).
+Every one of them takes ``--json`` for the daemon's result as JSON (byte
+strings as hex, non-finite numbers as null).  The socket is ``--socket
+PATH`` (before the command), else ``$CLOUDKERNEL_SOCKET``, else the daemon's
+``auto`` path.
 
 Exit status (also in ``cloudkernel --help``):
 
 * 0: success;
 * 1: an error: the daemon failed to start or run, or its reply broke the
   control protocol;
-* 2: bad usage (a bad option or value) or a bad config file;
+* 2: bad usage (a bad option or value) or a bad config file; for ``get``,
+  ``sources`` and ``explain``, also a topic without consensus (state
+  ``no-consensus`` or ``stale``), after printing it;
 * 3: the daemon is not reachable: not running, no answer within
   ``--timeout`` (``DaemonUnreachable``);
 * 4: the daemon refused the request (``RequestFailed``), printed as
@@ -68,6 +72,7 @@ from .errors import (
     KeyFileError,
     RequestFailed,
 )
+from .explain import no_consensus
 from .keyfile import generate_key, write_key_file
 from .swarm_demo import report, run_swarm_demo
 
@@ -83,7 +88,7 @@ _EPILOG = """\b
 Exit status:
   0  success
   1  error (the daemon failed to start or run, a broken reply)
-  2  bad usage or a bad config file
+  2  bad usage or a bad config file; get, sources, explain: no consensus
   3  the daemon is not reachable (not running, no answer)
   4  the daemon refused the request ("error: <code>: <message>")
   5  not authorised: this user may not use the socket or the command
@@ -733,6 +738,7 @@ def get(ctx: click.Context, topic: str, as_json: bool) -> None:
               publisher's confidence, its reputation here, the evaporation
               of its reading and the quality of its link
     A bytes topic shows the latest value of each source instead.
+    Exits 2 after printing when the topic has no consensus.
     """
     with _daemon_errors(), _client(ctx) as client:
         view = client.get(topic)
@@ -742,6 +748,8 @@ def get(ctx: click.Context, topic: str, as_json: bool) -> None:
         _echo_lines(_raw_lines(view))
     else:
         _echo_lines(_estimate_lines(view))
+    if no_consensus(view):
+        raise click.exceptions.Exit(EXIT_USAGE)
 
 
 @main.command()
@@ -944,47 +952,6 @@ def status(ctx: click.Context, as_json: bool) -> None:
         _echo_lines(_status_lines(result))
 
 
-@main.command()
-@click.option("--json", "as_json", is_flag=True, help='Print the result as JSON: {"peers": [...]}.')
-@click.pass_context
-def peers(ctx: click.Context, as_json: bool) -> None:
-    """List the peers the daemon hears.
-
-    \b
-    Phi     the peer's phi accrual suspicion (it is suspected above the
-            configured threshold)
-    LastRx  seconds since its last heartbeat
-    Since   how long it has been in its state
-    Loss    frame loss measured on its link
-    Rep     its reputation here
-    """
-    with _daemon_errors(), _client(ctx) as client:
-        rows = client.peers()
-    if as_json:
-        _echo_json({"peers": rows})
-        return
-    if not rows:
-        click.echo("no peers")
-        return
-    table = [
-        [
-            _num(row.get("node")),
-            str(row.get("state")),
-            _num(row.get("epoch")),
-            _num(row.get("incarnation")),
-            _num(row.get("phi"), ".2f"),
-            _age(row.get("last_heard")),
-            _age(row.get("since")),
-            _num(row.get("heartbeats")),
-            _percent(row.get("loss")),
-            _num(row.get("reputation"), ".2f"),
-        ]
-        for row in rows
-    ]
-    headers = ("Node", "State", "Epoch", "Inc", "Phi", "LastRx", "Since", "HBs", "Loss", "Rep")
-    _echo_lines(_table(headers, table, "rlrrrrrrrr"))
-
-
 # -- swarm key rotation -------------------------------------------------------------
 
 
@@ -1151,3 +1118,7 @@ def run(
     finally:
         root.removeHandler(handler)
         root.setLevel(saved_level)
+
+
+# The chronyc-like views register their commands on `main`.
+from . import cli_views  # noqa: E402, F401

@@ -697,6 +697,12 @@ class Client:
         "next": id | None, "previous": id | None, "window_left": seconds | None}``."""
         return _dict("key-status", self._call(ControlOp.KEY_STATUS, {}))
 
+    def sourcestats(self, pattern: str | None = None) -> list[dict[str, Any]]:
+        """Per-source statistics across readings (``docs/VIEWS.md``), one row per
+        topic and source, of the topics matching the glob ``pattern`` when given."""
+        args = {} if pattern is None else {"pattern": pattern}
+        return _rows("sourcestats", self._call(ControlOp.SOURCESTATS, args))
+
     def watch(self, pattern: str, *, raw: bool = False, duration: float | None = None) -> Watch:
         """Stream the estimates (or, with ``raw``, every raw signal) of the topics
         matching the glob ``pattern``.
@@ -1009,6 +1015,11 @@ class AsyncClient:
         """As :meth:`Client.topics`."""
         args = {} if pattern is None else {"pattern": pattern}
         return _rows("topics", await self._call(ControlOp.TOPICS, args))
+
+    async def sourcestats(self, pattern: str | None = None) -> list[dict[str, Any]]:
+        """As :meth:`Client.sourcestats`."""
+        args = {} if pattern is None else {"pattern": pattern}
+        return _rows("sourcestats", await self._call(ControlOp.SOURCESTATS, args))
 
     async def status(self) -> dict[str, Any]:
         """As :meth:`Client.status`."""

@@ -58,6 +58,7 @@ from .core.control import (
     PublishRequest,
     ReloadRequest,
     Request,
+    SourceStatsRequest,
     StatusRequest,
     TopicsRequest,
     WatchRequest,
@@ -71,8 +72,17 @@ from .keyfile import load_key_file
 from .metrics import renderer
 from .realtime import RealtimeStatus, apply_realtime, describe, freeze_gc
 from .reload import ReloadStats
+from .sourcestats import SourceStats
 from .timing import DurationHistogram, HistogramStatistics
-from .views import estimate_view, peer_view, raw_view, signal_view, topic_view
+from .views import (
+    estimate_view,
+    peer_view,
+    policy_view,
+    raw_view,
+    signal_view,
+    sourcestats_view,
+    topic_view,
+)
 
 __all__ = ["Daemon", "DaemonError", "run"]
 
@@ -208,6 +218,11 @@ class Daemon:
         self._batch_datagrams = 0
         address = config.metrics.address
         self.exporter = MetricsServer(*address, renderer(self)) if address else None
+        #: per-source histories for ``sourcestats``: topics with new readings
+        #: are sampled once per interval
+        self.sourcestats = SourceStats()
+        self._unsampled: set[str] = set()
+        self._sample_at = self.started
 
     # -- life cycle ---------------------------------------------------------
 
@@ -290,6 +305,9 @@ class Daemon:
         while (event := node.next_event()) is not None:
             if isinstance(event, SignalDelivered):
                 self._delivered(event, now)
+                self._unsampled.add(event.signal.topic)
+        if self._unsampled and now >= self._sample_at:
+            self._sample_sources(now)
         if self._dirty_topics:
             self._send_estimates(now)
         out = node.datagrams_to_send(now)
@@ -322,6 +340,16 @@ class Daemon:
         # call_at returns a Handle that has no when().
         self._timer_at = max(deadline, now)
         self._timer = self._loop.call_at(self._timer_at, self._timer_fired)
+
+    def _sample_sources(self, now: float) -> None:
+        """Give the topics with new readings to the sourcestats histories."""
+        self._sample_at = now + self.sourcestats.interval
+        topics, self._unsampled = self._unsampled, set()
+        for topic in sorted(topics):
+            kind = self.node.topic_kind(topic)
+            estimate = self.node.estimate(topic, now)
+            if kind is not None and estimate is not None:
+                self.sourcestats.record(topic, kind, estimate, now)
 
     # -- watchers -----------------------------------------------------------
 
@@ -396,6 +424,11 @@ class Daemon:
             request, (KeyStageRequest, KeySwitchRequest, KeyRetireRequest, KeyStatusRequest)
         ):
             return self._key_op(request, now)
+        if isinstance(request, SourceStatsRequest):
+            regex = re.compile(fnmatch.translate(request.pattern)) if request.pattern else None
+            names = [t for t in self.node.topic_names() if regex is None or regex.match(t)]
+            rows = self.sourcestats.rows(now, names)
+            return {"sourcestats": [sourcestats_view(row) for row in rows]}
         raise ControlRefusal(ErrorCode.INTERNAL, f"no handler for {request.op}")
 
     def _publish_many(self, signals: tuple[Signal, ...], now: float) -> dict[str, Any]:
@@ -446,7 +479,11 @@ class Daemon:
         estimate = self.node.estimate(topic, now)
         if estimate is None:
             return raw_view(topic, self.node.latest(topic))
-        return estimate_view(topic, kind, estimate)
+        view = estimate_view(topic, kind, estimate)
+        filter_config = self.node.filter_config(topic)
+        if filter_config is not None:
+            view["policy"] = policy_view(filter_config, self.node.reputation.config)
+        return view
 
     def _watch(self, request: WatchRequest, connection: ControlConnection) -> dict[str, Any]:
         key = (id(connection), request.id)

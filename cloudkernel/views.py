@@ -12,12 +12,21 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from .consensus import Estimate
+from .consensus import Estimate, FilterConfig, ReputationConfig
 from .core.membership import PeerView
 from .core.mesh import TopicInfo
 from .core.signals import Signal
+from .sourcestats import SourceStatsRow
 
-__all__ = ["estimate_view", "peer_view", "raw_view", "signal_view", "topic_view"]
+__all__ = [
+    "estimate_view",
+    "peer_view",
+    "policy_view",
+    "raw_view",
+    "signal_view",
+    "sourcestats_view",
+    "topic_view",
+]
 
 
 def _plain(value: object) -> Any:
@@ -68,6 +77,19 @@ def estimate_view(
             for r in estimate.sources
         ]
     return view
+
+
+def policy_view(filter_config: FilterConfig, reputation: ReputationConfig) -> dict[str, Any]:
+    """The settings that decide whether a topic's source is used (``get``'s ``policy``)."""
+    return {
+        "min_sources": filter_config.min_sources,
+        "fault_model": filter_config.fault_model,
+        "agree_sigmas": filter_config.agree_sigmas,
+        "reject_sigmas": filter_config.reject_sigmas,
+        "max_weight_share": filter_config.max_weight_share,
+        "flag_below": reputation.flag_below,
+        "distrust_below": reputation.distrust_below,
+    }
 
 
 def signal_view(
@@ -124,6 +146,25 @@ def peer_view(peer: PeerView, *, loss: float | None, reputation: float) -> dict[
         "last_heard": _finite_or_none(peer.last_heard),
         "since": peer.since,
         "heartbeats": peer.heartbeats,
+        "reach": peer.reach,
         "loss": loss,
         "reputation": reputation,
+    }
+
+
+def sourcestats_view(row: SourceStatsRow) -> dict[str, Any]:
+    """One source of one topic over the samples held (``sourcestats``)."""
+    return {
+        "topic": row.topic,
+        "kind": row.kind,
+        "source": row.source,
+        "samples": row.samples,
+        "span": row.span,
+        "last": row.last,
+        "offset": _finite_or_none(row.offset),
+        "stddev": _finite_or_none(row.stddev),
+        "sigma": _finite_or_none(row.sigma),
+        "runs": row.runs,
+        "used": row.used,
+        "reputation": _finite_or_none(row.reputation),
     }

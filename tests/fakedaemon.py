@@ -33,6 +33,7 @@ from cloudkernel.core.control import (
     PeersRequest,
     PublishRequest,
     Request,
+    SourceStatsRequest,
     StatusRequest,
     TopicsRequest,
     WatchRequest,
@@ -84,6 +85,15 @@ SCALAR_ESTIMATE: dict[str, Any] = {
         _source(13, "+", "used", 21.45, 0.02, 0.3),
         _source(14, "x", "falseticker", 35.0, 13.57, 0.0),
     ],
+    "policy": {
+        "min_sources": 3,
+        "fault_model": "byzantine",
+        "agree_sigmas": 3.0,
+        "reject_sigmas": 3.5,
+        "max_weight_share": 0.5,
+        "flag_below": 0.5,
+        "distrust_below": 0.1,
+    },
 }
 
 #: get "pos/robot": a vector topic without consensus
@@ -161,6 +171,7 @@ PEER_ROWS: list[dict[str, Any]] = [
         "last_heard": 0.3,
         "since": 125.0,
         "heartbeats": 250,
+        "reach": 0o377,
         "loss": 0.012,
         "reputation": 0.98,
     },
@@ -173,8 +184,55 @@ PEER_ROWS: list[dict[str, Any]] = [
         "last_heard": None,
         "since": 3900.0,
         "heartbeats": 9,
+        "reach": 0,
         "loss": None,
         "reputation": 0.2,
+    },
+]
+
+#: sourcestats (sourcestats_view rows), sorted by topic and source
+SOURCESTATS_ROWS: list[dict[str, Any]] = [
+    {
+        "topic": "pos/robot",
+        "kind": "vector",
+        "source": 21,
+        "samples": 1,
+        "span": 0.0,
+        "last": 3.0,
+        "offset": 0.2,
+        "stddev": None,
+        "sigma": 0.5,
+        "runs": 1,
+        "used": 1.0,
+        "reputation": 0.5,
+    },
+    {
+        "topic": "temp/room",
+        "kind": "scalar",
+        "source": 11,
+        "samples": 32,
+        "span": 31.0,
+        "last": 0.4,
+        "offset": -0.012,
+        "stddev": 0.097,
+        "sigma": 0.1,
+        "runs": 17,
+        "used": 1.0,
+        "reputation": 0.99,
+    },
+    {
+        "topic": "temp/room",
+        "kind": "scalar",
+        "source": 14,
+        "samples": 20,
+        "span": 19.5,
+        "last": 0.4,
+        "offset": 13.6,
+        "stddev": 0.35,
+        "sigma": 0.1,
+        "runs": 3,
+        "used": 0.0,
+        "reputation": 0.04,
     },
 ]
 
@@ -318,6 +376,13 @@ class FakeDaemon:
             return copy.deepcopy(STATUS)
         if isinstance(request, PeersRequest):
             return {"peers": copy.deepcopy(PEER_ROWS)}
+        if isinstance(request, SourceStatsRequest):
+            rows = [
+                row
+                for row in SOURCESTATS_ROWS
+                if request.pattern is None or fnmatch.fnmatchcase(row["topic"], request.pattern)
+            ]
+            return {"sourcestats": copy.deepcopy(rows)}
         raise ControlRefusal(ErrorCode.INTERNAL, f"no handler for {request.op}")
 
     def _stream(self, request: WatchRequest, connection: ControlConnection) -> None:

@@ -188,7 +188,8 @@ def test_get_shows_the_estimate_and_a_row_per_source(daemon: FakeDaemon, path: s
 
 
 def test_get_shows_why_there_is_no_value(daemon: FakeDaemon, path: str) -> None:
-    header = _ck(path, "get", "pos/robot").stdout.splitlines()[0]
+    # printed, then exit 2: no consensus
+    header = _ck(path, "get", "pos/robot", code=2).stdout.splitlines()[0]
     assert header.startswith("pos/robot: -  state no-consensus (no-majority)")
     assert "sources 0/2 used" in header and "age -" in header
 
@@ -217,12 +218,11 @@ RAW_VIEW_JSON = {
     ("args", "expected"),
     [
         (["get", "temp/room"], SCALAR_ESTIMATE),
-        (["get", "pos/robot"], VECTOR_ESTIMATE),
         (["get", "blob/x"], RAW_VIEW_JSON),
         (["status"], STATUS),
         (["topics"], {"topics": TOPIC_ROWS}),
         (["topics", "temp/*"], {"topics": TOPIC_ROWS[:1]}),
-        (["peers"], {"peers": PEER_ROWS}),
+        (["peers"], {"schema": "cloudkernel.peers/1", "peers": PEER_ROWS}),
         (["publish", "a/b", "1.5"], {"topic": "a/b", "source": NODE_ID, "seq": 1}),
     ],
 )
@@ -230,6 +230,10 @@ def test_json_is_the_result(
     daemon: FakeDaemon, path: str, args: list[str], expected: dict[str, Any]
 ) -> None:
     assert json.loads(_ck(path, *args, "--json").stdout) == expected
+
+
+def test_json_without_consensus_exits_2(daemon: FakeDaemon, path: str) -> None:
+    assert json.loads(_ck(path, "get", "pos/robot", "--json", code=2).stdout) == VECTOR_ESTIMATE
 
 
 def test_topics_table(daemon: FakeDaemon, path: str) -> None:
@@ -275,6 +279,7 @@ def test_peers_table(daemon: FakeDaemon, path: str) -> None:
         "Epoch",
         "Inc",
         "Phi",
+        "Reach",
         "LastRx",
         "Since",
         "HBs",
@@ -287,13 +292,14 @@ def test_peers_table(daemon: FakeDaemon, path: str) -> None:
         "3",
         "17",
         "0.42",
+        "377",
         "0.3s",
         "2m",
         "250",
         "1.2%",
         "0.98",
     ]
-    assert lines[3].split() == ["14", "dead", "1", "2", "-", "-", "65m", "9", "-", "0.20"]
+    assert lines[3].split() == ["14", "dead", "1", "2", "-", "0", "-", "65m", "9", "-", "0.20"]
 
 
 def test_socket_from_the_environment(daemon: FakeDaemon, path: str) -> None:

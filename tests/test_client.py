@@ -29,6 +29,7 @@ from fakedaemon import (
     PEER_ROWS,
     RAW_VIEW,
     SCALAR_ESTIMATE,
+    SOURCESTATS_ROWS,
     STATUS,
     TOPIC_ROWS,
     FakeDaemon,
@@ -146,6 +147,8 @@ def test_read_only_methods_return_the_daemons_results(daemon: FakeDaemon, path: 
         assert client.topics("nothing/*") == []
         assert client.status() == STATUS
         assert client.peers() == PEER_ROWS
+        assert client.sourcestats() == SOURCESTATS_ROWS
+        assert client.sourcestats("temp/*") == SOURCESTATS_ROWS[1:]
     assert daemon.server.counters.connections == 1
 
 
@@ -429,12 +432,13 @@ async def test_async_every_method(daemon: FakeDaemon, path: str) -> None:
         assert await client.topics("pos/*") == TOPIC_ROWS[1:2]
         assert await client.status() == STATUS
         assert await client.peers() == PEER_ROWS
+        assert await client.sourcestats("pos/*") == SOURCESTATS_ROWS[:1]
     published = [r.signal for r in daemon.requests if isinstance(r, PublishRequest)]
     assert [(s.value, s.confidence, s.half_life, s.ttl, s.qos) for s in published] == [
         (21.5, 0.5, 10.0, None, QoS.NORMAL),
         ((1.0, 2.0), 1.0, None, 1.0, QoS.BULK),
     ]
-    assert [r.id for r in daemon.requests] == list(range(1, 9))
+    assert [r.id for r in daemon.requests] == list(range(1, 10))
     assert daemon.server.counters.connections == 1
 
 

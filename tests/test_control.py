@@ -50,6 +50,7 @@ from cloudkernel.core.control import (
     ReplyDecoder,
     Request,
     RequestDecoder,
+    SourceStatsRequest,
     StatusRequest,
     StreamEvent,
     TopicsRequest,
@@ -148,6 +149,7 @@ def test_constants() -> None:
         "key-switch",
         "key-retire",
         "key-status",
+        "sourcestats",
     ]
     assert [code.value for code in ErrorCode] == [
         "malformed",
@@ -191,6 +193,7 @@ def test_request_classes_name_their_op() -> None:
         KeySwitchRequest(1, None),
         KeyRetireRequest(1),
         KeyStatusRequest(1),
+        SourceStatsRequest(1, None),
     ]
     assert [r.op for r in requests] == list(ControlOp)
 
@@ -256,6 +259,9 @@ ROUND_TRIPS: list[tuple[ControlOp, dict[str, Any] | None, Request]] = [
     (ControlOp.KEY_SWITCH, {"window": 604800.0}, KeySwitchRequest(7, 604800.0)),
     (ControlOp.KEY_RETIRE, None, KeyRetireRequest(7)),
     (ControlOp.KEY_STATUS, {}, KeyStatusRequest(7)),
+    (ControlOp.SOURCESTATS, None, SourceStatsRequest(7, None)),
+    (ControlOp.SOURCESTATS, {"pattern": None}, SourceStatsRequest(7, None)),
+    (ControlOp.SOURCESTATS, {"pattern": "temp/*"}, SourceStatsRequest(7, "temp/*")),
 ]
 
 
@@ -438,7 +444,7 @@ def test_unknown_op(op: str) -> None:
     assert repr(op) in result.message
     assert (
         "get, key-retire, key-stage, key-status, key-switch, peers, publish, publish-many, "
-        "reload, status, topics, watch" in result.message
+        "reload, sourcestats, status, topics, watch" in result.message
     )
 
 
@@ -455,6 +461,10 @@ BAD_ARGUMENTS: list[tuple[str, dict[Any, Any], str]] = [
     ("topics", {"topic": "a"}, "the arguments of topics are pattern"),
     ("status", {"verbose": True}, "the arguments of status are none"),
     ("peers", {"x": None}, "unknown argument 'x'"),
+    ("sourcestats", {"topic": "a"}, "the arguments of sourcestats are pattern"),
+    ("sourcestats", {"pattern": 3}, "pattern 3 is a int; give a str"),
+    ("sourcestats", {"pattern": ""}, "pattern is empty"),
+    ("sourcestats", {"pattern": "a\x01"}, "control character U+0001"),
     # publish: every field, through make_signal
     ("publish", {"topic": 5, "value": 1.0}, "topic 5 is a int; give a str"),
     ("publish", {"topic": "", "value": 1.0}, "topic '' is empty"),
@@ -857,7 +867,6 @@ def check_outcomes(out: list[Outcome]) -> None:
     """Only documented outcomes: requests, and failures with at most one fatal, last."""
     for index, item in enumerate(out):
         assert isinstance(item, (*get_args(Request), ControlFailure))
-        assert isinstance(item, Request | ControlFailure)
         if isinstance(item, ControlFailure):
             assert type(item.code) is ErrorCode
             assert item.code in {

@@ -724,3 +724,83 @@ def test_detector_rejects_a_non_finite_clock() -> None:
     with pytest.raises(ValueError, match="now"):
         d.heartbeat(math.inf)
     assert d.last is None
+
+
+# ---------------------------------------------------------------------------
+# Reach register
+# ---------------------------------------------------------------------------
+
+
+def reach_of(m: Membership, node: int, now: float) -> int:
+    (view,) = [v for v in m.peers(now) if v.node == node]
+    return view.reach
+
+
+def test_reach_fills_with_steady_heartbeats_and_tolerates_jitter() -> None:
+    m = Membership(ME, MY_EPOCH, now=0.0)
+    rng = random.Random(5)
+    m.heard(hb(2), 0.0)
+    assert reach_of(m, 2, 0.0) == 0o1
+    t = 0.0
+    for n in range(1, 8):
+        # jitter of up to 0.2 interval either way (gaps of 0.6..1.4 intervals) is no loss
+        t = n * INTERVAL + rng.uniform(-0.2, 0.2) * INTERVAL
+        m.heard(hb(2), t)
+        assert reach_of(m, 2, t) == (1 << (n + 1)) - 1
+    assert reach_of(m, 2, t) == 0o377
+    # a duplicate in the same interval changes nothing
+    m.heard(hb(2), t + 0.01)
+    assert reach_of(m, 2, t + 0.01) == 0o377
+
+
+def test_a_lost_heartbeat_is_a_zero_bit_that_moves_out() -> None:
+    m = Membership(ME, MY_EPOCH, now=0.0)
+    for n in range(10):
+        if n != 6:
+            m.heard(hb(2), n * INTERVAL)
+    # heartbeat 6 lost: 8 intervals 2..9 read 1 1 1 1 0 1 1 1 (newest last)
+    assert reach_of(m, 2, 9 * INTERVAL) == 0b11110111 == 0o367
+    for n in range(10, 16):
+        m.heard(hb(2), n * INTERVAL)
+    assert reach_of(m, 2, 15 * INTERVAL) == 0o377
+
+
+def test_reach_decays_while_silent_and_restarts_at_one() -> None:
+    m = Membership(ME, MY_EPOCH, now=0.0)
+    steady(m, 2, 0.0, 8 * INTERVAL)
+    last = 7 * INTERVAL
+    # not missed until half an interval late
+    assert reach_of(m, 2, last + 1.4 * INTERVAL) == 0o377
+    assert reach_of(m, 2, last + 1.6 * INTERVAL) == 0o376
+    assert reach_of(m, 2, last + 3.6 * INTERVAL) == 0o370
+    assert reach_of(m, 2, last + 8.6 * INTERVAL) == 0
+    # heard again after a long silence: only the newest bit
+    m.heard(hb(2), last + 20 * INTERVAL)
+    assert reach_of(m, 2, last + 20 * INTERVAL) == 0o1
+    # the read-out and the arrival agree: two intervals late sets bit 0 after one empty bit
+    m.heard(hb(2), last + 22 * INTERVAL)
+    assert reach_of(m, 2, last + 22 * INTERVAL) == 0b101
+
+
+def test_reach_counts_in_the_peers_own_interval() -> None:
+    m = Membership(ME, MY_EPOCH, now=0.0)
+    for n in range(8):
+        m.heard(hb(3, interval=2.0), n * 2.0)
+    assert reach_of(m, 3, 14.0) == 0o377
+    assert reach_of(m, 3, 16.9) == 0o377  # 1.45 of its intervals: not missed yet
+    assert reach_of(m, 3, 17.1) == 0o376
+
+
+@given(
+    st.lists(st.floats(min_value=0.0, max_value=5.0, allow_nan=False), max_size=40),
+    st.floats(min_value=1e-3, max_value=10.0),
+)
+def test_reach_register_is_8_bits_whatever_the_arrivals(gaps: list[float], interval: float) -> None:
+    m = Membership(ME, MY_EPOCH, now=0.0)
+    t = 0.0
+    for gap in gaps:
+        t += gap
+        m.heard(hb(4, interval=interval), t)
+        reach = reach_of(m, 4, t)
+        assert 0 <= reach <= 0xFF and reach & 1
+        assert 0 <= reach_of(m, 4, t + gap * 3) <= 0xFF

@@ -6,7 +6,8 @@ What this module holds:
   codes (an error code is also the label of the control-error metric);
 * the parsed requests (:class:`PublishRequest`, :class:`GetRequest`,
   :class:`WatchRequest`, :class:`TopicsRequest`, :class:`StatusRequest`,
-  :class:`PeersRequest`) and :class:`ControlFailure`, a request refused;
+  :class:`PeersRequest`, :class:`SourceStatsRequest`) and :class:`ControlFailure`,
+  a request refused;
 * :class:`RequestDecoder`, the daemon's side: bytes in, requests and failures
   out; and :func:`encode_reply`, :func:`encode_error`, :func:`encode_event`;
 * :func:`encode_request` and :class:`ReplyDecoder`, the client's side;
@@ -81,6 +82,7 @@ __all__ = [
     "ReplyDecoder",
     "Request",
     "RequestDecoder",
+    "SourceStatsRequest",
     "StatusRequest",
     "StreamEvent",
     "TopicsRequest",
@@ -131,6 +133,7 @@ class ControlOp(enum.StrEnum):
     KEY_SWITCH = "key-switch"
     KEY_RETIRE = "key-retire"
     KEY_STATUS = "key-status"
+    SOURCESTATS = "sourcestats"
 
 
 #: ops that change nothing in the daemon
@@ -142,6 +145,7 @@ READ_ONLY_OPS = frozenset(
         ControlOp.STATUS,
         ControlOp.PEERS,
         ControlOp.KEY_STATUS,
+        ControlOp.SOURCESTATS,
     }
 )
 #: ops that change what the daemon holds or sends
@@ -312,6 +316,17 @@ class KeyStatusRequest:
     """The request id, 0..2^32-1."""
 
 
+@dataclass(frozen=True, slots=True)
+class SourceStatsRequest:
+    """Per-source statistics across readings, of the topics matching a pattern."""
+
+    op: ClassVar[ControlOp] = ControlOp.SOURCESTATS
+    id: int
+    """The request id, 0..2^32-1."""
+    pattern: str | None
+    """An fnmatch-style glob as for :class:`WatchRequest`, or None for every topic."""
+
+
 Request: TypeAlias = (
     PublishRequest
     | GetRequest
@@ -325,6 +340,7 @@ Request: TypeAlias = (
     | KeySwitchRequest
     | KeyRetireRequest
     | KeyStatusRequest
+    | SourceStatsRequest
 )
 
 
@@ -890,6 +906,15 @@ def _parse_key_status(id: int, args: dict[str, Any]) -> KeyStatusRequest:
     return KeyStatusRequest(id)
 
 
+def _parse_sourcestats(id: int, args: dict[str, Any]) -> SourceStatsRequest:
+    pattern = args.get("pattern")
+    if pattern is not None:
+        pattern = _check_name(
+            ControlOp.SOURCESTATS, "pattern", pattern, "a pattern", MAX_PATTERN_BYTES
+        )
+    return SourceStatsRequest(id, pattern)
+
+
 _PARSERS: dict[str, tuple[Callable[[int, dict[str, Any]], Request], frozenset[str]]] = {
     ControlOp.PUBLISH: (_parse_publish, _PUBLISH_FIELDS),
     ControlOp.PUBLISH_MANY: (_parse_publish_many, frozenset({"signals"})),
@@ -903,6 +928,7 @@ _PARSERS: dict[str, tuple[Callable[[int, dict[str, Any]], Request], frozenset[st
     ControlOp.KEY_SWITCH: (_parse_key_switch, frozenset({"window"})),
     ControlOp.KEY_RETIRE: (_parse_key_retire, frozenset()),
     ControlOp.KEY_STATUS: (_parse_key_status, frozenset()),
+    ControlOp.SOURCESTATS: (_parse_sourcestats, frozenset({"pattern"})),
 }
 
 

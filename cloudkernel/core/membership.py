@@ -43,6 +43,15 @@ Rules it keeps
   expired*: suspect for ``dead_after`` seconds; *dead expired*: dead for
   ``forget_after`` seconds; *evicted*: the table is full and a new peer
   needs the room of the peer dead longest.
+* Each peer has an 8-bit reach register, as chrony keeps one per source:
+  one bit per heartbeat interval of the peer (the interval its heartbeats
+  announce), bit 0 the latest; a bit is set when a heartbeat arrived in that
+  interval.  377 (octal) is eight heartbeats in a row; a lost heartbeat is a
+  0 bit that moves up and out in eight intervals.  Arrivals are placed
+  relative to the previous one (``round(elapsed / interval)`` intervals
+  later), so a gap between two heartbeats that is off by less than half an
+  interval never shows as a loss, and an interval is shown as missed only
+  once its heartbeat is half an interval late (:func:`reach_at`).
 * SWIM refutation: a heartbeat whose report about *us* (our node, our
   epoch) says suspect or dead at an incarnation at or above ours makes us
   take ``report.incarnation + 1`` (:class:`Refuted`) and makes a heartbeat
@@ -152,6 +161,8 @@ __all__ = [
     "PeerView",
     "PhiAccrualDetector",
     "Refuted",
+    "reach_after",
+    "reach_at",
 ]
 
 #: largest node id, epoch and incarnation: they travel as 32-bit unsigned integers
@@ -399,6 +410,8 @@ class PeerView:
     since: float
     #: heartbeats accepted from the peer, every epoch
     heartbeats: int
+    #: 8-bit reach register: bit i set if a heartbeat arrived i of its intervals ago
+    reach: int
 
 
 @dataclass(frozen=True, slots=True)
@@ -441,6 +454,39 @@ class MembershipStatistics:
     peers: int
     #: our incarnation now
     incarnation: int
+
+
+# ---------------------------------------------------------------------------
+# Reach register
+# ---------------------------------------------------------------------------
+
+
+def reach_after(reach: int, elapsed: float | None, interval: float) -> int:
+    """The register once a heartbeat arrives ``elapsed`` seconds after the previous one.
+
+    The new heartbeat lands ``round(elapsed / interval)`` intervals after the
+    previous one (0 for one in the same interval, a duplicate): the register
+    moves up that many bits and bit 0 is set.  ``elapsed`` None: the first
+    heartbeat, the register is 1.
+    """
+    if elapsed is None:
+        return 1
+    shift = math.floor(max(elapsed, 0.0) / interval + 0.5)
+    return ((reach << shift) | 1) & 0xFF if shift < 8 else 1
+
+
+def reach_at(reach: int, elapsed: float | None, interval: float) -> int:
+    """The register as it reads ``elapsed`` seconds after the last heartbeat.
+
+    An interval counts as missed once its heartbeat is half an interval late:
+    ``floor(elapsed / interval - 0.5)`` intervals have passed empty.
+    """
+    if elapsed is None:
+        return 0
+    missed = math.floor(max(elapsed, 0.0) / interval - 0.5)
+    if missed <= 0:
+        return reach
+    return (reach << missed) & 0xFF if missed < 8 else 0
 
 
 # ---------------------------------------------------------------------------
@@ -709,7 +755,18 @@ _TRANSITIONS: Final[
 class _Peer:
     """One row of the table."""
 
-    __slots__ = ("detector", "epoch", "heartbeats", "incarnation", "node", "since", "state")
+    __slots__ = (
+        "detector",
+        "epoch",
+        "heartbeats",
+        "incarnation",
+        "interval",
+        "node",
+        "reach",
+        "reach_last",
+        "since",
+        "state",
+    )
 
     def __init__(self, node: int, epoch: int, incarnation: int, detector: PhiAccrualDetector):
         self.node = node
@@ -721,6 +778,10 @@ class _Peer:
         #: when the peer entered its state
         self.since = 0.0
         self.heartbeats = 0
+        #: the reach register (see reach_after), its interval and its last arrival
+        self.reach = 0
+        self.interval = 1.0
+        self.reach_last: float | None = None
 
 
 # ---------------------------------------------------------------------------
@@ -966,6 +1027,10 @@ class Membership:
         counts["accepted"] += 1
         peer.incarnation = heartbeat.incarnation
         peer.heartbeats += 1
+        peer.interval = heartbeat.interval
+        elapsed = None if peer.reach_last is None else now - peer.reach_last
+        peer.reach = reach_after(peer.reach, elapsed, peer.interval)
+        peer.reach_last = now if peer.reach_last is None else max(peer.reach_last, now)
         peer.detector.heartbeat(now)
         event = self._apply(peer, what, now, old_epoch=old_epoch)
         if event is not None:
@@ -1122,6 +1187,11 @@ class Membership:
                     last_heard=now - last,
                     since=now - peer.since,
                     heartbeats=peer.heartbeats,
+                    reach=reach_at(
+                        peer.reach,
+                        None if peer.reach_last is None else now - peer.reach_last,
+                        peer.interval,
+                    ),
                 )
             )
         return views

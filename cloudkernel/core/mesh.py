@@ -409,6 +409,11 @@ class MeshNode:
             return None
         return held.filter.estimate(now)
 
+    def filter_config(self, topic: str) -> FilterConfig | None:
+        """The settings of a fused topic's filter; None for an unknown or raw topic."""
+        held = self._topics.get(topic)
+        return None if held is None or held.filter is None else held.filter.config
+
     def topic_kind(self, topic: str) -> str | None:
         """A held topic's kind (a filter's kind, or "bytes"); None if not held."""
         held = self._topics.get(topic)
