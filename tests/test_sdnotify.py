@@ -131,8 +131,8 @@ STATUS = {
     "peers": {"alive": 3, "suspect": 1, "dead": 0},
     "topics": 12,
     "signals": {"published": 20, "delivered": 4567, "recovered": 3, "relayed": 0},
-    "drops": {"bad_tag": 4, "replay": 1},
-    "realtime": {"active": True, "summary": "SCHED_FIFO 50, memory locked", "warnings": []},
+    "drops": {"bad-tag": 4, "replay": 1, "own-frame": 70, "duplicate": 9},
+    "realtime": {"active": True, "summary": "real time ok: SCHED_FIFO 50", "warnings": []},
     "reload": {"succeeded": 1, "failed": 0, "last_ok": True, "last_error": ""},
 }
 
@@ -140,10 +140,12 @@ STATUS = {
 def test_status_line() -> None:
     assert status_line(STATUS) == (
         "3 peers alive, 1 suspect; 12 topics; 4567 signals delivered, 20 published; "
-        "5 packets dropped; real time: SCHED_FIFO 50, memory locked"
+        "5 packets dropped; real time ok: SCHED_FIFO 50"
     )
     refused = dict(STATUS, reload={"last_ok": False, "last_error": "x.toml:3: bad\nvalue"})
-    assert status_line(refused).endswith("; last reload refused: x.toml:3: bad value")
+    assert status_line(refused).startswith("last reload refused: x.toml:3: bad value; 3 peers")
+    routine = dict(STATUS, drops={"own-frame": 70, "duplicate": 9, "repair-unneeded": 1})
+    assert "dropped" not in status_line(routine)
     assert status_line({}) == "0 peers alive; 0 topics; 0 signals delivered, 0 published"
 
 

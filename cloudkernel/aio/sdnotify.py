@@ -53,10 +53,13 @@ log = logging.getLogger("cloudkernel.sdnotify")
 #: the longest AF_UNIX address (``sun_path`` is 108 bytes, with the NUL)
 MAX_ADDRESS: Final = 107
 #: the longest STATUS= text sent; a longer summary is cut with "..."
-MAX_STATUS: Final = 200
+MAX_STATUS: Final = 300
 #: seconds between two STATUS= refreshes
 STATUS_INTERVAL: Final = 5.0
 _KEY: Final = re.compile(r"[A-Z][A-Z0-9_]*")
+#: drop reasons of normal operation, left out of the status line's count:
+#: our own frames heard back, copies from redundant links, repair not needed
+_ROUTINE_DROPS: Final = frozenset({"own-frame", "duplicate", "repair-unneeded"})
 
 
 class NotifyError(CloudkernelError, ValueError):
@@ -149,7 +152,9 @@ def status_line(status: Mapping[str, Any]) -> str:
     """The daemon's status (``Daemon.status()``) in one line for ``STATUS=``.
 
     For example ``"3 peers alive, 1 suspect; 12 topics; 4567 signals
-    delivered, 20 published; 5 packets dropped; real time: SCHED_FIFO 50"``.
+    delivered, 20 published; 5 packets dropped; real time ok: SCHED_FIFO 50,
+    CPUs 0-3, memory locked"``: dropped packets leave out those of normal
+    operation (:data:`_ROUTINE_DROPS`); a refused reload comes first.
     """
     peers = status.get("peers")
     parts = [f"{_count(peers, 'alive')} peers alive"]
@@ -162,15 +167,17 @@ def status_line(status: Mapping[str, Any]) -> str:
     delivered, published = _count(signals, "delivered"), _count(signals, "published")
     parts.append(f"{delivered} signals delivered, {published} published")
     drops = status.get("drops")
-    dropped = sum(_count(drops, k) for k in drops) if isinstance(drops, Mapping) else 0
-    if dropped:
-        parts.append(f"{dropped} packets dropped")
+    if isinstance(drops, Mapping):
+        dropped = sum(_count(drops, k) for k in drops if k not in _ROUTINE_DROPS)
+        if dropped:
+            parts.append(f"{dropped} packets dropped")
     realtime = status.get("realtime")
     if isinstance(realtime, Mapping) and isinstance(realtime.get("summary"), str):
-        parts.append(f"real time: {realtime['summary']}")
+        parts.append(realtime["summary"])
     reload = status.get("reload")
     if isinstance(reload, Mapping) and reload.get("last_ok") is False:
-        parts.append(f"last reload refused: {reload.get('last_error', '')}")
+        # First, so that the length limit never cuts it off.
+        parts.insert(0, f"last reload refused: {reload.get('last_error', '')}")
     return one_line("; ".join(parts))
 
 
