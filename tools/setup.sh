@@ -20,8 +20,10 @@ debian_packages() {
     # the demo swarm and the daemon tests run in a private network namespace
     command -v ip >/dev/null || need+=(iproute2)
     command -v nsenter >/dev/null || need+=(util-linux)
-    # the systemd unit is checked with systemd-analyze
+    # the systemd unit: checked with systemd-analyze, booted in systemd-nspawn
     command -v systemd-analyze >/dev/null || need+=(systemd)
+    command -v systemd-nspawn >/dev/null || need+=(systemd-container)
+    command -v debootstrap >/dev/null || need+=(debootstrap)
     [ ${#need[@]} -eq 0 ] && return 0
     if [ "$(id -u)" -ne 0 ]; then
         echo "setup: not root, cannot install ${need[*]}; the tests that need them will skip" >&2
