@@ -7,6 +7,7 @@ error correction every signal travels under (blocks of packets crossing a
 simulated lossy link, bytes corrupted on a noisy one) and the signal pipeline
 on a simulated lossy link.  ``keygen`` writes a swarm key file.
 
+``key stage|switch|retire|status`` rotate the swarm key of a running daemon.
 ``run`` starts the daemon in the foreground (``cloudkernel.daemon.run``),
 logging to stderr; ``config check`` checks a config file.  The other commands
 talk to the running daemon over its control socket through
@@ -25,9 +26,12 @@ Exit status (also in ``cloudkernel --help``):
   control protocol;
 * 2: bad usage (a bad option or value) or a bad config file;
 * 3: the daemon is not reachable: not running, no answer within
-  ``--timeout``, or its socket refused us (``DaemonUnreachable``);
+  ``--timeout`` (``DaemonUnreachable``);
 * 4: the daemon refused the request (``RequestFailed``), printed as
-  ``error: <code>: <message>``.
+  ``error: <code>: <message>``;
+* 5: not authorised: the daemon refused the request with ``not-authorised``
+  (this user may not use it), or the socket's file mode keeps this user out
+  (``DaemonNotAuthorised``).
 
 None of these prints a traceback: each is one line on stderr.
 """
@@ -52,12 +56,14 @@ import click
 from . import __version__, fec
 from .client import DEFAULT_TIMEOUT, SOCKET_ENV, Client
 from .config import DEFAULT_CONFIG_PATH, load_config
+from .core.control import ErrorCode
 from .demo import run_pipeline
 from .errors import (
     CloudkernelError,
     ConfigError,
     ControlError,
     ControlProtocolError,
+    DaemonNotAuthorised,
     DaemonUnreachable,
     KeyFileError,
     RequestFailed,
@@ -71,14 +77,17 @@ EXIT_ERROR = 1
 EXIT_USAGE = 2
 EXIT_UNREACHABLE = 3
 EXIT_REFUSED = 4
+EXIT_NOT_AUTHORISED = 5
 
 _EPILOG = """\b
 Exit status:
   0  success
   1  error (the daemon failed to start or run, a broken reply)
   2  bad usage or a bad config file
-  3  the daemon is not reachable (not running, no answer, no permission)
+  3  the daemon is not reachable (not running, no answer)
   4  the daemon refused the request ("error: <code>: <message>")
+  5  not authorised: this user may not use the socket or the command
+     (join the socket's group, by default cloudkernel)
 """
 
 
@@ -306,10 +315,13 @@ def _daemon_errors() -> Iterator[None]:
     """Turn the client's errors into one line on stderr and the documented exit status."""
     try:
         yield
+    except DaemonNotAuthorised as exc:
+        _fail(f"error: {exc}", EXIT_NOT_AUTHORISED)
     except DaemonUnreachable as exc:
         _fail(f"error: {exc}", EXIT_UNREACHABLE)
     except RequestFailed as exc:
-        _fail(f"error: {exc.code}: {exc.message}", EXIT_REFUSED)
+        code = EXIT_NOT_AUTHORISED if exc.code == ErrorCode.NOT_AUTHORISED else EXIT_REFUSED
+        _fail(f"error: {exc.code}: {exc.message}", code)
     except ControlError as exc:  # a request the daemon would refuse, caught before sending
         _fail(f"error: {exc}", EXIT_USAGE)
     except ControlProtocolError as exc:
@@ -964,6 +976,97 @@ def peers(ctx: click.Context, as_json: bool) -> None:
     ]
     headers = ("Node", "State", "Epoch", "Inc", "Phi", "LastRx", "Since", "HBs", "Loss", "Rep")
     _echo_lines(_table(headers, table, "rlrrrrrrrr"))
+
+
+# -- swarm key rotation -------------------------------------------------------------
+
+
+@main.group("key")
+def key_group() -> None:
+    """Rotate the swarm key without losing signals.
+
+    \b
+    Each step on every node before the next step:
+      1. cloudkernel key stage NEW.key   accept the new key too
+      2. cloudkernel key switch          send with it (old accepted 1 h more)
+      3. copy NEW.key over node.key_file, so that a restart sends with it
+      4. cloudkernel key retire          stop accepting the old key
+    node.next_key_file = NEW.key keeps a node restarted during steps 1-3 in step.
+    """
+
+
+def _key_id(value: Any) -> str:
+    return f"0x{value:02x}" if isinstance(value, int) else "-"
+
+
+def _key_line(result: dict[str, Any]) -> str:
+    window = result.get("window_left")
+    line = (
+        f"current {_key_id(result.get('current'))}, next {_key_id(result.get('next'))}, "
+        f"previous {_key_id(result.get('previous'))}"
+    )
+    if isinstance(window, (int, float)):
+        line += f" (accepted for {window:.0f} s more)"
+    return line
+
+
+@key_group.command("stage")
+@click.argument("file", type=click.Path(dir_okay=False))
+@_json_option
+@click.pass_context
+def key_stage(ctx: click.Context, file: str, as_json: bool) -> None:
+    """Have the daemon load FILE (mode 0600) and accept its key; not sent with yet."""
+    with _daemon_errors(), _client(ctx) as client:
+        result = client.key_stage(file)
+    if as_json:
+        _echo_json(result)
+    else:
+        click.echo(f"staged key {_key_id(result.get('staged'))}: {_key_line(result)}")
+
+
+@key_group.command("switch")
+@click.option(
+    "--window",
+    type=click.FloatRange(0, 7 * 86400),
+    metavar="SECONDS",
+    help="How long the old key stays accepted [default: 3600].",
+)
+@_json_option
+@click.pass_context
+def key_switch(ctx: click.Context, window: float | None, as_json: bool) -> None:
+    """Send with the staged key from now on; the old key stays accepted for a while."""
+    with _daemon_errors(), _client(ctx) as client:
+        result = client.key_switch(window)
+    if as_json:
+        _echo_json(result)
+    else:
+        click.echo(f"switched to key {_key_id(result.get('current'))}: {_key_line(result)}")
+
+
+@key_group.command("retire")
+@_json_option
+@click.pass_context
+def key_retire(ctx: click.Context, as_json: bool) -> None:
+    """Stop accepting the previous key now."""
+    with _daemon_errors(), _client(ctx) as client:
+        result = client.key_retire()
+    if as_json:
+        _echo_json(result)
+    else:
+        click.echo(f"retired key {_key_id(result.get('retired'))}: {_key_line(result)}")
+
+
+@key_group.command("status")
+@_json_option
+@click.pass_context
+def key_status(ctx: click.Context, as_json: bool) -> None:
+    """Show the key ids the daemon holds and which one it sends with."""
+    with _daemon_errors(), _client(ctx) as client:
+        result = client.key_status()
+    if as_json:
+        _echo_json(result)
+    else:
+        click.echo(_key_line(result))
 
 
 # -- configuration and the daemon itself ----------------------------------------------

@@ -30,8 +30,9 @@ The rules it keeps:
 * What can go wrong is one of: :class:`~cloudkernel.errors.DaemonNotRunning`
   (no socket, nobody listening, the connection closed),
   :class:`~cloudkernel.errors.DaemonTimeout`,
-  :class:`~cloudkernel.errors.DaemonUnreachable` (any other reason the socket
-  cannot be used: permission, ...), :class:`~cloudkernel.errors.RequestFailed`
+  :class:`~cloudkernel.errors.DaemonNotAuthorised` (the socket's file mode
+  keeps this user out), :class:`~cloudkernel.errors.DaemonUnreachable` (any
+  other reason the socket cannot be used), :class:`~cloudkernel.errors.RequestFailed`
   (the daemon refused the request), :class:`~cloudkernel.errors.ControlError`
   (a request the daemon would refuse, found before it is sent) and
   :class:`~cloudkernel.errors.ControlProtocolError` (the daemon's bytes break
@@ -45,18 +46,23 @@ import asyncio
 import collections
 import contextlib
 import errno
+import grp
 import math
 import os
 import socket
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterator, Iterator, Mapping, Sequence
+from collections.abc import AsyncIterator, Iterable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any, Final, Self
 
+import msgpack  # type: ignore[import-untyped]
+
 from .config import resolve_socket_path
 from .core.control import (
+    MAX_BATCH,
+    MAX_REQUEST,
     ControlOp,
     Reply,
     ReplyDecoder,
@@ -67,6 +73,7 @@ from .core.signals import MAX_U32
 from .errors import (
     ControlError,
     ControlProtocolError,
+    DaemonNotAuthorised,
     DaemonNotRunning,
     DaemonTimeout,
     DaemonUnreachable,
@@ -81,6 +88,7 @@ __all__ = [
     "Client",
     "ControlError",
     "ControlProtocolError",
+    "DaemonNotAuthorised",
     "DaemonNotRunning",
     "DaemonTimeout",
     "DaemonUnreachable",
@@ -171,6 +179,66 @@ def _publish_args(
     return args
 
 
+_SIGNAL_KEYS = frozenset({"topic", "value", "confidence", "half_life", "ttl", "qos"})
+#: room left in a request for its envelope around the signals
+_ENVELOPE_BYTES = 256
+
+
+def _batches(signals: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
+    """The publish_many arguments for ``signals``: batches of at most
+    MAX_BATCH signals that fit in a request, in order."""
+    batch: list[dict[str, Any]] = []
+    size = 0
+    for index, item in enumerate(signals):
+        if not isinstance(item, Mapping):
+            raise ControlError(f"signal {index} is a {type(item).__name__}; give a mapping")
+        unknown = sorted(map(str, set(item) - _SIGNAL_KEYS))
+        if unknown or "topic" not in item or "value" not in item:
+            raise ControlError(
+                f"signal {index} has keys {sorted(map(str, item))}; it needs topic and value "
+                f"and may have confidence, half_life, ttl and qos"
+                + (f" (unknown: {', '.join(unknown)})" if unknown else "")
+            )
+        args = _publish_args(
+            item["topic"],
+            item["value"],
+            item.get("confidence", 1.0),
+            item.get("half_life"),
+            item.get("ttl"),
+            item.get("qos", "normal"),
+        )
+        try:
+            n = len(msgpack.packb(args, use_bin_type=True))
+        except (TypeError, ValueError, OverflowError) as exc:
+            raise ControlError(f"signal {index} cannot be sent: {exc}") from None
+        if batch and (len(batch) == MAX_BATCH or size + n > MAX_REQUEST - _ENVELOPE_BYTES):
+            yield {"signals": batch}
+            batch, size = [], 0
+        batch.append(args)
+        size += n
+    if batch:
+        yield {"signals": batch}
+
+
+def _sum_batches(results: list[dict[str, Any]]) -> dict[str, Any]:
+    if not results:
+        return {"published": 0, "source": None, "first_seq": None, "last_seq": None}
+    return {
+        "published": sum(int(r.get("published", 0)) for r in results),
+        "source": results[0].get("source"),
+        "first_seq": results[0].get("first_seq"),
+        "last_seq": results[-1].get("last_seq"),
+    }
+
+
+def _stage_args(path: str | os.PathLike[str]) -> dict[str, Any]:
+    return {"path": os.path.abspath(os.fspath(path))}
+
+
+def _switch_args(window: float | None) -> dict[str, Any]:
+    return {} if window is None else {"window": window}
+
+
 def _matching(item: _Item, id: int, op: str) -> Reply:
     """``item`` as the reply to request ``id``; ControlProtocolError if it is not one."""
     if isinstance(item, StreamEvent):
@@ -230,15 +298,28 @@ def _os_error(path: str, exc: OSError, timeout: float) -> DaemonUnreachable:
     if exc.errno in (errno.EPIPE, errno.ECONNRESET, errno.ECONNABORTED):
         return _not_running(path, "the daemon closed the connection")
     reason = exc.strerror or str(exc) or type(exc).__name__
-    hint = ""
     if exc.errno in (errno.EACCES, errno.EPERM):
-        hint = (
-            "; the socket is open to the daemon's user and group (control.mode): "
-            "join that group or run as that user"
+        return DaemonNotAuthorised(
+            f"not authorised: cannot open the cloudkernel daemon's socket {path}: {reason}; "
+            f"it is open to root, the daemon's user and {_socket_group(path)}: join it "
+            "(usermod -aG GROUP USER, then log in again) or run as root",
+            socket_path=path,
         )
     return DaemonUnreachable(
-        f"cannot use the cloudkernel daemon's socket {path}: {reason}{hint}", socket_path=path
+        f"cannot use the cloudkernel daemon's socket {path}: {reason}", socket_path=path
     )
+
+
+def _socket_group(path: str) -> str:
+    """``group NAME`` of the socket file at ``path``, for a message."""
+    try:
+        gid = os.stat(path).st_gid
+    except OSError:  # the directory may be closed to us too
+        return "the daemon's group (control.group)"
+    try:
+        return f"group {grp.getgrgid(gid).gr_name}"
+    except KeyError:
+        return f"group {gid}"
 
 
 class _Inbox:
@@ -531,6 +612,27 @@ class Client:
         args = _publish_args(topic, value, confidence, half_life, ttl, qos)
         return _dict("publish", self._call(ControlOp.PUBLISH, args))
 
+    def publish_many(self, signals: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+        """Deposit many signals, in order, in as few requests as fit (up to
+        1,024 signals and 64 KiB each): far cheaper per signal than
+        :meth:`publish` one by one.
+
+        :param signals: mappings with the arguments of :meth:`publish`:
+            ``topic`` and ``value``, and optionally ``confidence``,
+            ``half_life``, ``ttl``, ``qos``.
+        :returns: ``{"published": int, "source": int, "first_seq": int,
+            "last_seq": int}`` (``published`` 0 and the rest None for none).
+        :raises ControlError: when a signal breaks a limit; the daemon checks
+            each request whole, so a request is published all or not at all,
+            but the requests before the failing one stay published.
+        """
+        return _sum_batches(
+            [
+                _dict("publish-many", self._call(ControlOp.PUBLISH_MANY, b))
+                for b in _batches(signals)
+            ]
+        )
+
     def get(self, topic: str) -> dict[str, Any]:
         """The current estimate of ``topic`` with its per-source breakdown
         (for a bytes topic: the latest value of each source).
@@ -560,6 +662,40 @@ class Client:
             running config stays
         """
         return _dict("reload", self._call(ControlOp.RELOAD, {}))
+
+    def key_stage(self, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """Have the daemon load the key file ``path`` and hold its key as *next*
+        (accepted on receive, not yet sent with).
+
+        ``path`` is made absolute here; the daemon reads the file itself, with
+        the checks of start-up (regular file, mode 0600, 32 bytes).
+
+        :returns: ``{"staged": key_id, ...}`` and the fields of :meth:`key_status`.
+        :raises RequestFailed: ``bad-argument`` with the key file's problem;
+            ``not-authorised`` for a client that may not change keys.
+        """
+        return _dict("key-stage", self._call(ControlOp.KEY_STAGE, _stage_args(path)))
+
+    def key_switch(self, window: float | None = None) -> dict[str, Any]:
+        """Send with the staged key from now on; the old key stays accepted for
+        ``window`` seconds (None: the daemon's default, one hour).
+
+        :raises RequestFailed: ``not-found`` when no key is staged.
+        """
+        return _dict("key-switch", self._call(ControlOp.KEY_SWITCH, _switch_args(window)))
+
+    def key_retire(self) -> dict[str, Any]:
+        """Stop accepting the previous key now.
+
+        :returns: ``{"retired": key_id, ...}`` and the fields of :meth:`key_status`.
+        :raises RequestFailed: ``not-found`` when no previous key is held.
+        """
+        return _dict("key-retire", self._call(ControlOp.KEY_RETIRE, {}))
+
+    def key_status(self) -> dict[str, Any]:
+        """The keys held: ``{"keys": [{"role", "key_id"}, ...], "current": id,
+        "next": id | None, "previous": id | None, "window_left": seconds | None}``."""
+        return _dict("key-status", self._call(ControlOp.KEY_STATUS, {}))
 
     def watch(self, pattern: str, *, raw: bool = False, duration: float | None = None) -> Watch:
         """Stream the estimates (or, with ``raw``, every raw signal) of the topics
@@ -858,6 +994,13 @@ class AsyncClient:
         args = _publish_args(topic, value, confidence, half_life, ttl, qos)
         return _dict("publish", await self._call(ControlOp.PUBLISH, args))
 
+    async def publish_many(self, signals: Iterable[Mapping[str, Any]]) -> dict[str, Any]:
+        """As :meth:`Client.publish_many`."""
+        results = []
+        for batch in _batches(signals):
+            results.append(_dict("publish-many", await self._call(ControlOp.PUBLISH_MANY, batch)))
+        return _sum_batches(results)
+
     async def get(self, topic: str) -> dict[str, Any]:
         """As :meth:`Client.get`."""
         return _dict("get", await self._call(ControlOp.GET, {"topic": topic}))
@@ -878,6 +1021,22 @@ class AsyncClient:
     async def reload(self) -> dict[str, Any]:
         """As :meth:`Client.reload`."""
         return _dict("reload", await self._call(ControlOp.RELOAD, {}))
+
+    async def key_stage(self, path: str | os.PathLike[str]) -> dict[str, Any]:
+        """As :meth:`Client.key_stage`."""
+        return _dict("key-stage", await self._call(ControlOp.KEY_STAGE, _stage_args(path)))
+
+    async def key_switch(self, window: float | None = None) -> dict[str, Any]:
+        """As :meth:`Client.key_switch`."""
+        return _dict("key-switch", await self._call(ControlOp.KEY_SWITCH, _switch_args(window)))
+
+    async def key_retire(self) -> dict[str, Any]:
+        """As :meth:`Client.key_retire`."""
+        return _dict("key-retire", await self._call(ControlOp.KEY_RETIRE, {}))
+
+    async def key_status(self) -> dict[str, Any]:
+        """As :meth:`Client.key_status`."""
+        return _dict("key-status", await self._call(ControlOp.KEY_STATUS, {}))
 
     def watch(
         self, pattern: str, *, raw: bool = False, duration: float | None = None

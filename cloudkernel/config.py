@@ -191,6 +191,9 @@ class NodeConfig:
     key_file: str
     #: directory of the daemon's state (its epoch counter)
     state_dir: str
+    #: a key file whose key is held as *next* from start-up (a key rotation
+    #: under way, see docs/CONTROL.md), made absolute as key_file; "" for none
+    next_key_file: str = ""
 
     def resolve_id(
         self, *, machine_id_path: str = _MACHINE_ID_PATH, hostname: str | None = None
@@ -266,6 +269,12 @@ class ControlConfig:
     max_clients: int
     #: file mode of the socket (an int, e.g. 0o660)
     mode: int
+    #: group the socket belongs to and whose members may use every op ("" or
+    #: a group that does not exist: the daemon's own group)
+    group: str = "cloudkernel"
+    #: who may use the read-only ops: "group" (root, the daemon's user, the
+    #: group's members) or "any" (any local user who can reach the socket)
+    readers: str = "group"
 
     def socket_path(self, euid: int | None = None, environ: Mapping[str, str] | None = None) -> str:
         """The socket's path for ``euid`` and ``environ`` (this process's when None)."""
@@ -479,6 +488,8 @@ class Config:
                 "socket": self.control.socket,
                 "max_clients": self.control.max_clients,
                 "mode": f"{self.control.mode:04o}",
+                "group": self.control.group,
+                "readers": self.control.readers,
             },
             "realtime": dataclasses.asdict(self.realtime),
             "metrics": dataclasses.asdict(self.metrics),
@@ -1004,6 +1015,17 @@ def _mode(value: Any) -> int:
     return mode
 
 
+_GROUP_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_.-]{0,31}\$?")
+
+
+def _group_name(value: Any) -> str:
+    if value == "" and isinstance(value, str):
+        return ""
+    if not isinstance(value, str) or not _GROUP_NAME.fullmatch(value):
+        raise _Invalid(f'must be a group name such as "cloudkernel", or "", got {_show(value)}')
+    return value
+
+
 _HOSTNAME = re.compile(
     r"(?=.{1,253}\Z)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
     r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*"
@@ -1134,7 +1156,12 @@ def _check_pattern(pattern: Any) -> str:
 # Building the tree
 # ---------------------------------------------------------------------------
 
-_NODE: Final[Mapping[str, Check]] = {"id": _node_id, "key_file": _path, "state_dir": _path}
+_NODE: Final[Mapping[str, Check]] = {
+    "id": _node_id,
+    "key_file": _path,
+    "state_dir": _path,
+    "next_key_file": lambda value: "" if value == "" else _path(value),
+}
 
 _MESH: Final[Mapping[str, Check]] = {
     "group": _ipv4_group,
@@ -1176,6 +1203,8 @@ _CONTROL: Final[Mapping[str, Check]] = {
     "socket": _socket_setting,
     "max_clients": _int(1, 4096),
     "mode": _mode,
+    "group": _group_name,
+    "readers": _choice(("group", "any")),
 }
 
 _REALTIME: Final[Mapping[str, Check]] = {
@@ -1248,8 +1277,8 @@ def _build(data: Mapping[str, Any], ctx: _Context, base_dir: str | None) -> Conf
         return _read(ctx, _check_table(ctx, data[name], (name,)), (name,), spec, **kw)
 
     node = section("node", _NODE)
-    for key in ("key_file", "state_dir"):
-        if base_dir is not None:
+    for key in ("key_file", "state_dir", "next_key_file"):
+        if base_dir is not None and node[key]:
             node[key] = os.path.normpath(os.path.join(base_dir, node[key]))
     mesh = MeshSettings(**section("mesh", _MESH))
     if not mesh.group and not mesh.group6:

@@ -31,6 +31,7 @@ import contextlib
 import fnmatch
 import gc
 import logging
+import os
 import re
 import signal
 import time
@@ -38,18 +39,25 @@ from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from . import __version__
+from . import __version__, keyrotation
 from .aio.control_server import ControlConnection, ControlRefusal, ControlServer
 from .aio.lag import LoopLagMonitor
+from .aio.peercred import resolve_group
 from .aio.sdnotify import ServiceNotifier, status_line
 from .aio.transport import MulticastTransport, TransportSettings, resolve_interfaces
 from .config import Config, load_config
 from .consensus import FilterConfig
+from .core.access import AccessPolicy
 from .core.auth import KeyRing, SwarmKey
 from .core.control import (
     ErrorCode,
     GetRequest,
+    KeyRetireRequest,
+    KeyStageRequest,
+    KeyStatusRequest,
+    KeySwitchRequest,
     PeersRequest,
+    PublishManyRequest,
     PublishRequest,
     ReloadRequest,
     Request,
@@ -59,6 +67,7 @@ from .core.control import (
 )
 from .core.membership import PeerState
 from .core.mesh import MeshConfig, MeshNode, SignalDelivered
+from .core.signals import Signal
 from .epoch import keep_epoch, next_epoch
 from .errors import CloudkernelError, ConfigError
 from .keyfile import load_key_file
@@ -151,6 +160,7 @@ class Daemon:
             hop_limit=config.mesh.hop_limit,
             policy=topic_policy(config),
         )
+        self.keyring = keyring
         self.node = MeshNode(node_id, epoch, keyring, mesh_config, now=self.started)
         self.interfaces = resolve_interfaces(config.mesh.interfaces)
         self.transport = MulticastTransport(
@@ -168,11 +178,20 @@ class Daemon:
             ),
             self._datagram,
         )
+        group_gid, group_name, group_note = resolve_group(config.control.group)
+        if group_note:
+            log.info("%s", group_note)
         self.control = ControlServer(
             socket_path,
             self._request,
             mode=config.control.mode,
             max_clients=config.control.max_clients,
+            access=AccessPolicy(
+                os.geteuid(),
+                group_gid,
+                group_name,
+                "any" if config.control.readers == "any" else "group",
+            ),
         )
         self.realtime: RealtimeStatus | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -346,7 +365,7 @@ class Daemon:
     def _request(self, request: Request, connection: ControlConnection) -> object:
         now = time.monotonic()
         if isinstance(request, PublishRequest):
-            stamped = self.node.publish(request.signal, now)
+            stamped = self.node.publish(request.signal, now, checked=True)
             self._schedule_pump()
             return {"topic": stamped.topic, "source": stamped.source, "seq": stamped.seq}
         if isinstance(request, GetRequest):
@@ -361,7 +380,54 @@ class Daemon:
             return self._peers(now)
         if isinstance(request, ReloadRequest):
             return self.reload()
+        if isinstance(request, PublishManyRequest):
+            return self._publish_many(request.signals, now)
+        if isinstance(
+            request, (KeyStageRequest, KeySwitchRequest, KeyRetireRequest, KeyStatusRequest)
+        ):
+            return self._key_op(request, now)
         raise ControlRefusal(ErrorCode.INTERNAL, f"no handler for {request.op}")
+
+    def _publish_many(self, signals: tuple[Signal, ...], now: float) -> dict[str, Any]:
+        publish = self.node.publish
+        first = last = publish(signals[0], now, checked=True)
+        for one in signals[1:]:
+            last = publish(one, now, checked=True)
+        self._schedule_pump()
+        return {
+            "published": len(signals),
+            "source": first.source,
+            "first_seq": first.seq,
+            "last_seq": last.seq,
+        }
+
+    def _key_op(
+        self,
+        request: KeyStageRequest | KeySwitchRequest | KeyRetireRequest | KeyStatusRequest,
+        now: float,
+    ) -> dict[str, Any]:
+        ring = self.keyring
+        try:
+            if isinstance(request, KeyStageRequest):
+                result = keyrotation.stage(ring, request.path, now)
+                log.info("key 0x%02x staged from %s", result["staged"], request.path)
+            elif isinstance(request, KeySwitchRequest):
+                result = keyrotation.switch(ring, now, request.window)
+                log.info(
+                    "sending with key 0x%02x; key 0x%02x accepted for %.0f s more",
+                    result["current"],
+                    result["previous"],
+                    result["window_left"],
+                )
+            elif isinstance(request, KeyRetireRequest):
+                result = keyrotation.retire(ring, now)
+                log.info("key 0x%02x retired", result["retired"])
+            else:
+                result = keyrotation.key_status(ring, now)
+        except keyrotation.KeyOpRefused as exc:
+            code = ErrorCode.NOT_FOUND if exc.missing else ErrorCode.BAD_ARGUMENT
+            raise ControlRefusal(code, str(exc)) from None
+        return result
 
     def _get(self, topic: str, now: float) -> dict[str, Any]:
         kind = self.node.topic_kind(topic)
@@ -535,6 +601,7 @@ class Daemon:
                 "watchers": len(self._watchers),
                 "requests": self.control.counters.requests,
                 "events_dropped": self.control.counters.events_dropped,
+                "not_authorised": self.control.counters.not_authorised,
             },
             "config": self.config.source,
             "reload": {
@@ -572,6 +639,9 @@ def run(
     node_id = config.node.resolve_id()
     secret = load_key_file(config.node.key_file)
     keyring = KeyRing(SwarmKey(secret))
+    if config.node.next_key_file:
+        warn, line = keyrotation.load_next_key(keyring, config.node.next_key_file)
+        log.log(logging.WARNING if warn else logging.INFO, "%s", line)
     epoch, warning = next_epoch(config.node.state_dir)
     if warning:
         log.warning("%s", warning)

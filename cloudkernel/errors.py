@@ -13,6 +13,7 @@ __all__ = [
     "ConfigError",
     "ControlError",
     "ControlProtocolError",
+    "DaemonNotAuthorised",
     "DaemonNotRunning",
     "DaemonTimeout",
     "DaemonUnreachable",
@@ -159,6 +160,14 @@ class DaemonNotRunning(DaemonUnreachable):
     The socket file is missing, nobody listens on it (``ECONNREFUSED``), or
     the daemon closed the connection.  The message names the socket path and
     says how to start the daemon or how to name another socket.
+    """
+
+
+class DaemonNotAuthorised(DaemonUnreachable):
+    """The file mode of the control socket keeps this user out (``EACCES``).
+
+    The message names the socket's group and how to join it.  ``cloudkernel``
+    exits with status 5 for it, as for a ``not-authorised`` reply.
     """
 
 

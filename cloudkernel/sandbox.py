@@ -51,16 +51,34 @@ class PrivateNetwork:
     """A network namespace with multicast on loopback (see the module docstring).
 
     Use as a context manager; :meth:`close` ends it.
+
+    :param user_namespace: make the network namespace inside a user namespace
+        of its own (no root needed).  False (root only) keeps the host's
+        users and the caller's real capabilities: processes inside then see
+        other users' real uids and gids (in a user namespace, every unmapped
+        id shows as 65534), and may use SCHED_FIFO and mlockall, which no
+        user namespace grants for real.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, user_namespace: bool = True) -> None:
+        if not user_namespace and os.geteuid() != 0:
+            raise SandboxError("a private network without a user namespace needs root")
+        self._user = ["--user"] if user_namespace else []
         for tool in ("unshare", "nsenter", "ip"):
             if shutil.which(tool) is None:
                 raise SandboxError(
                     f"{tool} is not installed (Debian: apt-get install util-linux iproute2)"
                 )
         self._holder = subprocess.Popen(
-            ["unshare", "--user", "--map-root-user", "--net", "sh", "-c", _SETUP],
+            [
+                "unshare",
+                *self._user,
+                *(["--map-root-user"] if user_namespace else []),
+                "--net",
+                "sh",
+                "-c",
+                _SETUP,
+            ],
             stdin=subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -86,7 +104,7 @@ class PrivateNetwork:
         return [
             "nsenter",
             "--preserve-credentials",
-            "--user",
+            *self._user,
             "--net",
             "--target",
             str(self.pid),

@@ -49,7 +49,9 @@ def sandbox_problem() -> str | None:
     return None
 
 
-def node_config(base: Path, node: int, port: int, extra: str = "", priority: int = 0) -> str:
+def node_config(
+    base: Path, node: int, port: int, extra: str = "", priority: int = 0, control: str = ""
+) -> str:
     return f"""
 [node]
 id = {node}
@@ -64,6 +66,7 @@ port = {port}
 
 [control]
 socket = "{base / f"node{node}" / "control.sock"}"
+{control}
 
 [realtime]
 priority = {priority}
@@ -87,19 +90,26 @@ class LocalSwarm:
         per_node: Callable[[int], str] | None = None,
         inject_loss: float = 0.0,
         priority: int = 0,
+        control: Callable[[int], str] | None = None,
+        user_namespace: bool = True,
     ) -> None:
         self.base = base
         self.n = n
         self.inject_loss = inject_loss
         write_key_file(base / "swarm.key", generate_key())
-        self.net = PrivateNetwork()
+        self.net = PrivateNetwork(user_namespace=user_namespace)
         self.procs: dict[int, subprocess.Popen[bytes]] = {}
         self.configs: dict[int, Path] = {}
         for node in range(1, n + 1):
             home = base / f"node{node}"
             home.mkdir(parents=True, exist_ok=True)
             text = node_config(
-                base, node, port, extra + (per_node(node) if per_node else ""), priority
+                base,
+                node,
+                port,
+                extra + (per_node(node) if per_node else ""),
+                priority,
+                control(node) if control else "",
             )
             path = home / "cloudkernel.toml"
             path.write_text(text)

@@ -482,3 +482,30 @@ def test_rotation_window_must_be_finite_and_non_negative(window: float) -> None:
     (a,) = distinct_keys(1)
     with pytest.raises(ConfigError, match="rotation_window"):
         KeyRing(a, rotation_window=window)
+
+
+# -- promote with a window, retire ---------------------------------------------
+
+
+def test_promote_with_its_own_window_and_retire() -> None:
+    old, new = SwarmKey(bytes(32)), SwarmKey(bytes([1]) * 32)
+    ring = KeyRing(old, rotation_window=5.0)
+    ring.install_next(new)
+    ring.promote(100.0, window=1000.0)
+    assert ring.current is new
+    assert ring.lookup(old.key_id, 1099.0) is old  # past the ring's own 5 s window
+    assert ring.deadline() == 1100.0
+    assert ring.retire() == old.key_id
+    assert ring.lookup(old.key_id, 100.0) is None
+    assert ring.deadline() is None
+    assert ring.retire() is None
+    assert ring.keys(100.0) == [("current", new.key_id)]
+
+
+@pytest.mark.parametrize("window", [-1.0, float("inf"), float("nan")])
+def test_promote_refuses_a_bad_window(window: float) -> None:
+    ring = KeyRing(SwarmKey(bytes(32)))
+    ring.install_next(SwarmKey(bytes([1]) * 32))
+    with pytest.raises(ConfigError, match="window must be a finite number"):
+        ring.promote(0.0, window=window)
+    assert ring.keys(0.0)[1][0] == "next"  # nothing changed

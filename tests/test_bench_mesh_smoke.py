@@ -68,6 +68,12 @@ def test_bench_mesh_quick_run_completes_and_prints_its_tables(
         assert 0 < r["delivered"] <= r["sent"]
         assert r["duplicates"] == 0 and r["bad_values"] == 0
         assert r["latency"]["p50"] > 0
+    assert [r["case"] for r in doc["flat"]] == [
+        "clean",
+        "5% loss",
+        "clean, batches of 512",
+        "floor: UDP socket pair",
+    ]
     for r in doc["flat"]:
         assert r["published"] > 0 and 0 < r["delivered"] <= r["published"]
     assert len(doc["daemons"]) == 4

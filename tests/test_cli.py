@@ -33,9 +33,17 @@ from fakedaemon import (
 
 from cloudkernel import cli
 from cloudkernel import daemon as daemon_module
+from cloudkernel.aio.control_server import ControlConnection, ControlRefusal
 from cloudkernel.cli import main, parse_value
 from cloudkernel.config import Config
-from cloudkernel.core.control import PublishRequest
+from cloudkernel.core.control import (
+    ErrorCode,
+    KeyRetireRequest,
+    KeyStageRequest,
+    KeySwitchRequest,
+    PublishRequest,
+    Request,
+)
 from cloudkernel.core.signals import QoS
 from cloudkernel.daemon import DaemonError
 from cloudkernel.keyfile import load_key_file
@@ -138,6 +146,7 @@ def test_help_documents_the_exit_statuses() -> None:
     for line in ("0  success", "1  error", "2  bad usage", "3  the daemon is not reachable"):
         assert line in result.output
     assert '4  the daemon refused the request ("error: <code>: <message>")' in result.output
+    assert "5  not authorised: this user may not use the socket or the command" in result.output
     assert "--inject-loss" not in _invoke(["run", "--help"]).output
 
 
@@ -460,6 +469,55 @@ def test_refused_request_exits_4(daemon: FakeDaemon, path: str) -> None:
     result = _ck(path, "get", "no/such", code=4)
     assert result.stderr == "error: not-found: no signal on topic 'no/such' yet\n"
     assert result.stdout == ""
+
+
+def test_not_authorised_exits_5(daemon: FakeDaemon, path: str) -> None:
+    def refuse(request: Request, connection: ControlConnection) -> object:
+        raise ControlRefusal(
+            ErrorCode.NOT_AUTHORISED, "user bob (uid 1001, pid 7) may not use mutating op publish"
+        )
+
+    daemon.server._handler = refuse
+    result = _ck(path, "publish", "t", "1", code=5)
+    assert result.stderr == (
+        "error: not-authorised: user bob (uid 1001, pid 7) may not use mutating op publish\n"
+    )
+    assert result.stdout == ""
+
+
+def test_key_commands(daemon: FakeDaemon, path: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    seen: list[Any] = []
+    status = {"current": 0xA1, "next": 0xB2, "previous": None, "window_left": None}
+
+    def keys(request: Request, connection: ControlConnection) -> object:
+        seen.append(request)
+        if isinstance(request, KeyStageRequest):
+            return {"staged": 0xB2, **status}
+        if isinstance(request, KeySwitchRequest):
+            return {"current": 0xB2, "next": None, "previous": 0xA1, "window_left": 30.0}
+        if isinstance(request, KeyRetireRequest):
+            raise ControlRefusal(ErrorCode.NOT_FOUND, "no previous key to retire")
+        return status
+
+    daemon.server._handler = keys
+    monkeypatch.chdir(Path(path).parent)
+    result = _ck(path, "key", "stage", "new.key")
+    assert result.stdout == "staged key 0xb2: current 0xa1, next 0xb2, previous -\n"
+    assert seen[-1] == KeyStageRequest(seen[-1].id, str(Path(path).parent / "new.key"))
+    result = _ck(path, "key", "switch", "--window", "30")
+    assert result.stdout == (
+        "switched to key 0xb2: current 0xb2, next -, previous 0xa1 (accepted for 30 s more)\n"
+    )
+    switched = seen[-1]
+    assert switched == KeySwitchRequest(switched.id, 30.0)
+    _ck(path, "key", "switch")
+    switched = seen[-1]
+    assert switched == KeySwitchRequest(switched.id, None)
+    assert _ck(path, "key", "status").stdout == "current 0xa1, next 0xb2, previous -\n"
+    assert json.loads(_ck(path, "key", "status", "--json").stdout) == status
+    result = _ck(path, "key", "retire", code=4)
+    assert result.stderr == "error: not-found: no previous key to retire\n"
+    _ck(path, "key", "switch", "--window", "-1", code=2)
 
 
 def test_garbage_from_the_daemon_exits_1(path: str) -> None:

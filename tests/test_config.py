@@ -125,6 +125,31 @@ def test_node_section(tmp_path: Path) -> None:
     assert parse_config('[node]\nkey_file = "k"\n').node.key_file == "k"
 
 
+def test_next_key_file(tmp_path: Path) -> None:
+    path = tmp_path / "ck.toml"
+    path.write_text('[node]\nnext_key_file = "keys/new.key"\n')
+    assert load_config(path).node.next_key_file == str(tmp_path / "keys" / "new.key")
+    empty = tmp_path / "empty.toml"
+    empty.write_text("")
+    assert load_config(empty).node.next_key_file == ""  # stays "": not made a path
+    with pytest.raises(ConfigError, match="without NUL"):
+        parse_config('[node]\nnext_key_file = "a\\u0000b"')
+
+
+def test_control_access_settings() -> None:
+    defaults = parse_config("")
+    assert (defaults.control.group, defaults.control.readers) == ("cloudkernel", "group")
+    control = parse_config('[control]\ngroup = ""\nreaders = "any"\n').control
+    assert (control.group, control.readers) == ("", "any")
+    for bad, words in [
+        ('[control]\nreaders = "all"', "must be one of"),
+        ('[control]\ngroup = "bad group"', "must be a group name"),
+        ("[control]\ngroup = 0", "must be a group name"),
+    ]:
+        with pytest.raises(ConfigError, match=words):
+            parse_config(bad)
+
+
 def test_mesh_section() -> None:
     mesh = parse_config(
         """

@@ -38,7 +38,12 @@ from cloudkernel.core.control import (
     ControlOp,
     ErrorCode,
     GetRequest,
+    KeyRetireRequest,
+    KeyStageRequest,
+    KeyStatusRequest,
+    KeySwitchRequest,
     PeersRequest,
+    PublishManyRequest,
     PublishRequest,
     ReloadRequest,
     Reply,
@@ -138,6 +143,11 @@ def test_constants() -> None:
         "status",
         "peers",
         "reload",
+        "publish-many",
+        "key-stage",
+        "key-switch",
+        "key-retire",
+        "key-status",
     ]
     assert [code.value for code in ErrorCode] == [
         "malformed",
@@ -156,7 +166,14 @@ def test_constants() -> None:
 def test_every_op_is_read_only_or_mutating() -> None:
     assert READ_ONLY_OPS | MUTATING_OPS == frozenset(ControlOp)
     assert not READ_ONLY_OPS & MUTATING_OPS
-    assert MUTATING_OPS == {ControlOp.PUBLISH, ControlOp.RELOAD}
+    assert MUTATING_OPS == {
+        ControlOp.PUBLISH,
+        ControlOp.PUBLISH_MANY,
+        ControlOp.RELOAD,
+        ControlOp.KEY_STAGE,
+        ControlOp.KEY_SWITCH,
+        ControlOp.KEY_RETIRE,
+    }
 
 
 def test_request_classes_name_their_op() -> None:
@@ -169,6 +186,11 @@ def test_request_classes_name_their_op() -> None:
         StatusRequest(1),
         PeersRequest(1),
         ReloadRequest(1),
+        PublishManyRequest(1, (signal,)),
+        KeyStageRequest(1, "/k"),
+        KeySwitchRequest(1, None),
+        KeyRetireRequest(1),
+        KeyStatusRequest(1),
     ]
     assert [r.op for r in requests] == list(ControlOp)
 
@@ -216,6 +238,24 @@ ROUND_TRIPS: list[tuple[ControlOp, dict[str, Any] | None, Request]] = [
     (ControlOp.STATUS, {}, StatusRequest(7)),
     (ControlOp.PEERS, None, PeersRequest(7)),
     (ControlOp.RELOAD, None, ReloadRequest(7)),
+    (
+        ControlOp.PUBLISH_MANY,
+        {"signals": [{"topic": "a", "value": 1.5}, {"topic": "b", "value": b"x", "ttl": 2}]},
+        PublishManyRequest(
+            7,
+            (
+                make_signal("a", 1.5, half_life=DEFAULT_HALF_LIFE),
+                make_signal("b", b"x", ttl=2.0),
+            ),
+        ),
+    ),
+    (ControlOp.KEY_STAGE, {"path": "/etc/ck/new.key"}, KeyStageRequest(7, "/etc/ck/new.key")),
+    (ControlOp.KEY_SWITCH, None, KeySwitchRequest(7, None)),
+    (ControlOp.KEY_SWITCH, {"window": None}, KeySwitchRequest(7, None)),
+    (ControlOp.KEY_SWITCH, {"window": 0}, KeySwitchRequest(7, 0.0)),
+    (ControlOp.KEY_SWITCH, {"window": 604800.0}, KeySwitchRequest(7, 604800.0)),
+    (ControlOp.KEY_RETIRE, None, KeyRetireRequest(7)),
+    (ControlOp.KEY_STATUS, {}, KeyStatusRequest(7)),
 ]
 
 
@@ -396,7 +436,10 @@ def test_unknown_op(op: str) -> None:
     result = failure(request(op))
     assert result.code == ErrorCode.UNKNOWN_OP
     assert repr(op) in result.message
-    assert "get, peers, publish, reload, status, topics, watch" in result.message
+    assert (
+        "get, key-retire, key-stage, key-status, key-switch, peers, publish, publish-many, "
+        "reload, status, topics, watch" in result.message
+    )
 
 
 BAD_ARGUMENTS: list[tuple[str, dict[Any, Any], str]] = [
@@ -458,6 +501,21 @@ BAD_ARGUMENTS: list[tuple[str, dict[Any, Any], str]] = [
     ("topics", {"pattern": ""}, "argument pattern is empty"),
     ("topics", {"pattern": 3}, "argument pattern 3 is a int; give a str"),
     ("topics", {"pattern": "\t"}, "control character U+0009"),
+    # key ops
+    ("key-stage", {}, "argument path is missing"),
+    ("key-stage", {"path": b"/k"}, "argument path b'/k' is a bin; give a str"),
+    ("key-stage", {"path": ""}, "path is 0 bytes of UTF-8; a path is 1..4096"),
+    ("key-stage", {"path": "/" * 4097}, "path is 4097 bytes of UTF-8; a path is 1..4096"),
+    ("key-stage", {"path": "/a\0b"}, "contains a NUL character"),
+    ("key-stage", {"path": "new.key"}, "'new.key' is relative; give an absolute path"),
+    ("key-stage", {"path": "/k", "key": "x"}, "the arguments of key-stage are path"),
+    ("key-switch", {"window": -1}, "window -1 is out of range; the limit is 0..604800"),
+    ("key-switch", {"window": 604801}, "the limit is 0..604800 seconds"),
+    ("key-switch", {"window": math.nan}, "window nan is out of range"),
+    ("key-switch", {"window": True}, "window True is a bool; give a number"),
+    ("key-switch", {"window": "60"}, "window '60' is a str; give a number"),
+    ("key-retire", {"now": True}, "the arguments of key-retire are none"),
+    ("key-status", {"x": 1}, "the arguments of key-status are none"),
 ]
 
 
@@ -799,6 +857,7 @@ def check_outcomes(out: list[Outcome]) -> None:
     """Only documented outcomes: requests, and failures with at most one fatal, last."""
     for index, item in enumerate(out):
         assert isinstance(item, (*get_args(Request), ControlFailure))
+        assert isinstance(item, Request | ControlFailure)
         if isinstance(item, ControlFailure):
             assert type(item.code) is ErrorCode
             assert item.code in {
@@ -889,7 +948,19 @@ def test_fuzz_msgpack_objects(obj: Any) -> None:
     st.sampled_from([op.value for op in ControlOp] + ["x"]),
     st.dictionaries(
         st.sampled_from(
-            ["topic", "value", "confidence", "half_life", "ttl", "qos", "pattern", "raw", "y"]
+            [
+                "topic",
+                "value",
+                "confidence",
+                "half_life",
+                "ttl",
+                "qos",
+                "pattern",
+                "raw",
+                "path",
+                "window",
+                "y",
+            ]
         ),
         msgpack_objects,
         max_size=6,
@@ -924,3 +995,32 @@ def test_fuzz_seeded_mutations() -> None:
         cuts = [rng.randrange(len(chunk) + 1) for _ in range(rng.randint(0, 10))]
         assert feed_requests(pieces(chunk, cuts)) == whole
         assert feed_replies(pieces(chunk, cuts)) == feed_replies([chunk])
+
+
+@pytest.mark.parametrize(
+    ("signals", "words"),
+    [
+        ([], "not an array of 1..1024 signals"),
+        ("x", "not an array of 1..1024 signals"),
+        ([{"topic": "a", "value": 1.0}] * 1025, "not an array of 1..1024 signals"),
+        ([{"topic": "a", "value": 1.0}, 3], "signals[1] is 3, not a map"),
+        (
+            [{"topic": "a", "value": 1.0, "colour": 1}],
+            "signals[0] has unknown argument(s) 'colour'",
+        ),
+        ([{"value": 1.0}], "signals[0] argument topic is missing"),
+        (
+            [{"topic": "a", "value": 1.0}, {"topic": "$hb", "value": 1.0}],
+            "signals[1] argument topic",
+        ),
+        ([{"topic": "a", "value": float("nan")}], "signals[0]"),
+        ([{"topic": "a", "value": 1.0, "qos": "urgent"}], "signals[0] argument qos 'urgent'"),
+    ],
+)
+def test_publish_many_refuses_the_whole_batch_naming_the_signal(
+    signals: object, words: str
+) -> None:
+    result = failure(request("publish-many", {"signals": signals}))
+    assert result.code == ErrorCode.BAD_ARGUMENT
+    assert result.message.startswith("publish-many: ")
+    assert words in result.message

@@ -11,6 +11,12 @@ Bounds: at most ``max_clients`` connections (more are answered ``busy`` and
 closed); a client that does not read its stream falls behind by at most
 ``max_backlog`` bytes, after which its stream events are dropped and
 counted (the reply to a request is always sent).
+
+Access: with an :class:`~cloudkernel.core.access.AccessPolicy`, the socket is
+chowned to the control group, each connection's peer credentials are read
+once (:func:`~.peercred.peer_credentials`) and every request is checked with
+:func:`~cloudkernel.core.access.authorise` before the handler sees it; a
+refused one is answered ``not-authorised`` and counted.
 """
 
 from __future__ import annotations
@@ -24,6 +30,7 @@ import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from ..core.access import AccessPolicy, Credentials, authorise
 from ..core.control import (
     ControlFailure,
     ErrorCode,
@@ -34,6 +41,7 @@ from ..core.control import (
     encode_reply,
 )
 from ..errors import CloudkernelError, ControlError
+from .peercred import peer_credentials, user_name
 
 __all__ = ["ControlConnection", "ControlRefusal", "ControlServer", "ControlServerError"]
 
@@ -63,15 +71,25 @@ class _Counters:
     requests: int = 0
     errors: int = 0
     events_dropped: int = 0
+    not_authorised: int = 0
 
 
 class ControlConnection:
     """One client, as the handler sees it."""
 
-    def __init__(self, server: ControlServer, writer: asyncio.StreamWriter) -> None:
+    def __init__(
+        self,
+        server: ControlServer,
+        writer: asyncio.StreamWriter,
+        credentials: Credentials | None = None,
+    ) -> None:
         self._server = server
         self._writer = writer
         self.closed = False
+        #: the client's credentials (None when the server checks no access)
+        self.credentials = credentials
+        #: how refusals name the client; set at the first one (one user look-up)
+        self._who: str | None = None
         #: called once when the connection closes (watchers unregister here)
         self.on_close: list[Callable[[], None]] = []
 
@@ -126,9 +144,11 @@ class ControlServer:
         mode: int = 0o660,
         max_clients: int = 64,
         max_backlog: int = 1 << 20,
+        access: AccessPolicy | None = None,
     ) -> None:
         self.path = path
         self.mode = mode
+        self.access = access
         self.max_clients = max_clients
         self.max_backlog = max_backlog
         self.counters = _Counters()
@@ -157,6 +177,18 @@ class ControlServer:
             raise ControlServerError(
                 f"cannot open the control socket {self.path}: {exc.strerror}"
             ) from None
+        if self.access is not None:
+            try:
+                if os.stat(self.path).st_gid != self.access.group_gid:
+                    os.chown(self.path, -1, self.access.group_gid)
+            except OSError as exc:
+                log.warning(
+                    "cannot give the control socket %s to group %s: %s; only the daemon's "
+                    "user can reach it",
+                    self.path,
+                    self.access.group_name,
+                    exc.strerror,
+                )
 
     def _remove_stale(self) -> None:
         """Remove a socket file left by a daemon that is gone; refuse one that answers."""
@@ -195,7 +227,15 @@ class ControlServer:
             os.unlink(self.path)
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        connection = ControlConnection(self, writer)
+        credentials = None
+        if self.access is not None:
+            try:
+                credentials = peer_credentials(writer.get_extra_info("socket"))
+            except (OSError, AttributeError) as exc:
+                # Nobody is authorised without credentials: uid -1 matches no one.
+                log.warning("cannot read a control client's credentials: %s", exc)
+                credentials = Credentials(0, -1, -1, frozenset())
+        connection = ControlConnection(self, writer, credentials)
         if len(self._connections) >= self.max_clients:
             self.counters.refused_busy += 1
             writer.write(
@@ -244,8 +284,27 @@ class ControlServer:
             self._connections.discard(connection)
             connection._close()
 
+    def _refusal(self, request: Request, connection: ControlConnection) -> str | None:
+        """Why this connection may not send ``request``, or None (see the module docstring)."""
+        who = connection.credentials
+        if self.access is None or who is None:
+            return None
+        why = authorise(request.op, who.uid, who.groups, self.access)
+        if why is None:
+            return None
+        self.counters.not_authorised += 1
+        if connection._who is None:  # logged once per connection: a loop cannot flood the log
+            connection._who = who.describe(user_name(who.uid))
+            log.warning("control request refused: %s %s", connection._who, why)
+        return f"{connection._who} {why}"
+
     def _answer(self, request: Request, connection: ControlConnection) -> None:
         self.counters.requests += 1
+        refused = self._refusal(request, connection)
+        if refused is not None:
+            self.counters.errors += 1
+            connection._write(encode_error(request.id, ErrorCode.NOT_AUTHORISED, refused))
+            return
         try:
             result = self._handler(request, connection)
             reply = encode_reply(request.id, result)

@@ -292,18 +292,25 @@ class KeyRing:
         self._next = key
         self._rebuild()
 
-    def promote(self, now: float) -> None:
-        """Make *next* current; keep the old current accepted until ``now + rotation_window``.
+    def promote(self, now: float, window: float | None = None) -> None:
+        """Make *next* current; keep the old current accepted until ``now + window``.
 
         A previous key still held from an earlier promotion is dropped.
 
         :param now: the current time.
+        :param window: seconds the old current key stays accepted (>= 0,
+            finite); None for ``rotation_window``.
         :raises KeyRingError: if no *next* key is installed.
+        :raises ConfigError: if ``window`` is negative or not finite.
         """
         if self._next is None:
             raise KeyRingError("no next key to promote: install one first (install_next)")
+        if window is None:
+            window = self._window
+        elif not 0.0 <= window < float("inf"):
+            raise ConfigError(f"window must be a finite number of seconds >= 0, got {window!r}")
         self._previous = self._current
-        self._previous_until = now + self._window
+        self._previous_until = now + window
         self._current = self._next
         self._next = None
         self._rebuild()
@@ -341,6 +348,17 @@ class KeyRing:
             self._drop_previous()
             return previous.key_id
         return None
+
+    def retire(self) -> int | None:
+        """Drop the previous key now, before its window ends.
+
+        :returns: the key id of the key dropped, or ``None`` when none was held.
+        """
+        previous = self._previous
+        if previous is None:
+            return None
+        self._drop_previous()
+        return previous.key_id
 
     def keys(self, now: float) -> list[tuple[KeyRole, int]]:
         """The keys held, for status displays: ``(role, key_id)``, current first.

@@ -53,8 +53,11 @@ from .signals import MAX_TOPIC_BYTES, MAX_U32, QoS, Signal, make_signal
 __all__ = [
     "DEFAULT_HALF_LIFE",
     "HEADER",
+    "MAX_BATCH",
     "MAX_DEPTH",
     "MAX_ERROR_MESSAGE",
+    "MAX_KEY_WINDOW",
+    "MAX_PATH_BYTES",
     "MAX_PATTERN_BYTES",
     "MAX_REPLY",
     "MAX_REQUEST",
@@ -66,7 +69,12 @@ __all__ = [
     "ControlOp",
     "ErrorCode",
     "GetRequest",
+    "KeyRetireRequest",
+    "KeyStageRequest",
+    "KeyStatusRequest",
+    "KeySwitchRequest",
     "PeersRequest",
+    "PublishManyRequest",
     "PublishRequest",
     "ReloadRequest",
     "Reply",
@@ -98,8 +106,14 @@ MAX_DEPTH = 32
 MAX_PATTERN_BYTES = 128
 #: error messages longer than this many characters are cut by encode_error
 MAX_ERROR_MESSAGE = 1024
+#: signals one publish-many request carries at most
+MAX_BATCH = 1024
 #: seconds: the half-life of a publish that gives neither half_life nor ttl
 DEFAULT_HALF_LIFE = 10.0
+#: the longest key file path of key-stage, in bytes of UTF-8 (Linux's PATH_MAX)
+MAX_PATH_BYTES = 4096
+#: seconds: the longest window of key-switch (a week)
+MAX_KEY_WINDOW = 7 * 86400.0
 
 
 class ControlOp(enum.StrEnum):
@@ -112,14 +126,35 @@ class ControlOp(enum.StrEnum):
     STATUS = "status"
     PEERS = "peers"
     RELOAD = "reload"
+    PUBLISH_MANY = "publish-many"
+    KEY_STAGE = "key-stage"
+    KEY_SWITCH = "key-switch"
+    KEY_RETIRE = "key-retire"
+    KEY_STATUS = "key-status"
 
 
 #: ops that change nothing in the daemon
 READ_ONLY_OPS = frozenset(
-    {ControlOp.GET, ControlOp.WATCH, ControlOp.TOPICS, ControlOp.STATUS, ControlOp.PEERS}
+    {
+        ControlOp.GET,
+        ControlOp.WATCH,
+        ControlOp.TOPICS,
+        ControlOp.STATUS,
+        ControlOp.PEERS,
+        ControlOp.KEY_STATUS,
+    }
 )
 #: ops that change what the daemon holds or sends
-MUTATING_OPS = frozenset({ControlOp.PUBLISH, ControlOp.RELOAD})
+MUTATING_OPS = frozenset(
+    {
+        ControlOp.PUBLISH,
+        ControlOp.PUBLISH_MANY,
+        ControlOp.RELOAD,
+        ControlOp.KEY_STAGE,
+        ControlOp.KEY_SWITCH,
+        ControlOp.KEY_RETIRE,
+    }
+)
 
 
 class ErrorCode(enum.StrEnum):
@@ -217,10 +252,62 @@ class PeersRequest:
 
 
 @dataclass(frozen=True, slots=True)
+class PublishManyRequest:
+    """Publish several signals at once, in order (one round trip for all)."""
+
+    op: ClassVar[ControlOp] = ControlOp.PUBLISH_MANY
+    id: int
+    """The request id, 0..2^32-1."""
+    signals: tuple[Signal, ...]
+    """1..:data:`MAX_BATCH` signals, each checked as a publish's."""
+
+
+@dataclass(frozen=True, slots=True)
 class ReloadRequest:
     """Re-read the config file and apply its live settings (as SIGHUP does)."""
 
     op: ClassVar[ControlOp] = ControlOp.RELOAD
+    id: int
+    """The request id, 0..2^32-1."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyStageRequest:
+    """Load a key file and hold its key as *next*: accepted, not yet sent with."""
+
+    op: ClassVar[ControlOp] = ControlOp.KEY_STAGE
+    id: int
+    """The request id, 0..2^32-1."""
+    path: str
+    """The key file, an absolute path (the daemon reads it)."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeySwitchRequest:
+    """Send with the *next* key from now on; keep the old one accepted for a window."""
+
+    op: ClassVar[ControlOp] = ControlOp.KEY_SWITCH
+    id: int
+    """The request id, 0..2^32-1."""
+    window: float | None
+    """Seconds the old key stays accepted, 0..:data:`MAX_KEY_WINDOW`; None: the
+    daemon's default."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyRetireRequest:
+    """Stop accepting the *previous* key now."""
+
+    op: ClassVar[ControlOp] = ControlOp.KEY_RETIRE
+    id: int
+    """The request id, 0..2^32-1."""
+
+
+@dataclass(frozen=True, slots=True)
+class KeyStatusRequest:
+    """Report the keys held: their ids and roles, and the window left."""
+
+    op: ClassVar[ControlOp] = ControlOp.KEY_STATUS
     id: int
     """The request id, 0..2^32-1."""
 
@@ -233,6 +320,11 @@ Request: TypeAlias = (
     | StatusRequest
     | PeersRequest
     | ReloadRequest
+    | PublishManyRequest
+    | KeyStageRequest
+    | KeySwitchRequest
+    | KeyRetireRequest
+    | KeyStatusRequest
 )
 
 
@@ -652,8 +744,42 @@ def _check_name(op: ControlOp, name: str, value: object, what: str, limit: int) 
 _QOS_NAMES = {q.name.lower(): q for q in QoS}
 
 
+_PUBLISH_FIELDS = frozenset({"topic", "value", "confidence", "half_life", "ttl", "qos"})
+
+
 def _parse_publish(id: int, args: dict[str, Any]) -> PublishRequest:
-    op = ControlOp.PUBLISH
+    return PublishRequest(id, _signal_of(ControlOp.PUBLISH, args))
+
+
+def _parse_publish_many(id: int, args: dict[str, Any]) -> PublishManyRequest:
+    op = ControlOp.PUBLISH_MANY
+    items = _required(op, args, "signals")
+    if type(items) is not list or not 1 <= len(items) <= MAX_BATCH:
+        raise _bad(
+            op,
+            f"argument signals {_show(items)} is not an array of 1..{MAX_BATCH} signals",
+        )
+    signals = []
+    for index, item in enumerate(items):
+        try:
+            if type(item) is not dict:
+                raise _bad(op, f"is {_show(item)}, not a map of a publish's arguments")
+            unknown = sorted(map(_show, set(item) - _PUBLISH_FIELDS))
+            if unknown:
+                raise _bad(
+                    op,
+                    f"has unknown argument(s) {', '.join(unknown)}; "
+                    f"a signal takes {_names(_PUBLISH_FIELDS)}",
+                )
+            signals.append(_signal_of(op, item))
+        except _Refused as exc:
+            reason = exc.message.removeprefix(f"{op}: ")
+            raise _bad(op, f"signals[{index}] {reason}") from None
+    return PublishManyRequest(id, tuple(signals))
+
+
+def _signal_of(op: ControlOp, args: dict[str, Any]) -> Signal:
+    """The signal a publish's arguments make, checked as make_signal checks it."""
     topic = _required(op, args, "topic")
     value = _required(op, args, "value")
     qos = args.get("qos", "normal")
@@ -683,7 +809,7 @@ def _parse_publish(id: int, args: dict[str, Any]) -> PublishRequest:
             f"argument topic {_show(signal.topic)} starts with '$'; "
             "topics starting with '$' are reserved for the daemon's own use",
         )
-    return PublishRequest(id, signal)
+    return signal
 
 
 def _parse_get(id: int, args: dict[str, Any]) -> GetRequest:
@@ -721,17 +847,62 @@ def _parse_reload(id: int, args: dict[str, Any]) -> ReloadRequest:
     return ReloadRequest(id)
 
 
+def _parse_key_stage(id: int, args: dict[str, Any]) -> KeyStageRequest:
+    op = ControlOp.KEY_STAGE
+    path = _required(op, args, "path")
+    if type(path) is not str:
+        raise _bad(op, f"argument path {_show(path)} is a {_wire_type(path)}; give a str")
+    size = len(path.encode("utf-8", "surrogatepass"))
+    if not 1 <= size <= MAX_PATH_BYTES:
+        raise _bad(op, f"argument path is {size} bytes of UTF-8; a path is 1..{MAX_PATH_BYTES}")
+    if "\0" in path:
+        raise _bad(op, f"argument path {_show(path)} contains a NUL character")
+    if not path.startswith("/"):
+        raise _bad(
+            op,
+            f"argument path {_show(path)} is relative; give an absolute path "
+            "(the daemon does not share the client's working directory)",
+        )
+    return KeyStageRequest(id, path)
+
+
+def _parse_key_switch(id: int, args: dict[str, Any]) -> KeySwitchRequest:
+    op = ControlOp.KEY_SWITCH
+    window = args.get("window")
+    if window is None:
+        return KeySwitchRequest(id, None)
+    if type(window) not in (int, float):
+        raise _bad(op, f"argument window {_show(window)} is a {_wire_type(window)}; give a number")
+    if not 0.0 <= window <= MAX_KEY_WINDOW:  # False for NaN too
+        raise _bad(
+            op,
+            f"argument window {_show(window)} is out of range; "
+            f"the limit is 0..{MAX_KEY_WINDOW:g} seconds",
+        )
+    return KeySwitchRequest(id, float(window))
+
+
+def _parse_key_retire(id: int, args: dict[str, Any]) -> KeyRetireRequest:
+    return KeyRetireRequest(id)
+
+
+def _parse_key_status(id: int, args: dict[str, Any]) -> KeyStatusRequest:
+    return KeyStatusRequest(id)
+
+
 _PARSERS: dict[str, tuple[Callable[[int, dict[str, Any]], Request], frozenset[str]]] = {
-    ControlOp.PUBLISH: (
-        _parse_publish,
-        frozenset({"topic", "value", "confidence", "half_life", "ttl", "qos"}),
-    ),
+    ControlOp.PUBLISH: (_parse_publish, _PUBLISH_FIELDS),
+    ControlOp.PUBLISH_MANY: (_parse_publish_many, frozenset({"signals"})),
     ControlOp.GET: (_parse_get, frozenset({"topic"})),
     ControlOp.WATCH: (_parse_watch, frozenset({"pattern", "raw"})),
     ControlOp.TOPICS: (_parse_topics, frozenset({"pattern"})),
     ControlOp.STATUS: (_parse_status, frozenset()),
     ControlOp.PEERS: (_parse_peers, frozenset()),
     ControlOp.RELOAD: (_parse_reload, frozenset()),
+    ControlOp.KEY_STAGE: (_parse_key_stage, frozenset({"path"})),
+    ControlOp.KEY_SWITCH: (_parse_key_switch, frozenset({"window"})),
+    ControlOp.KEY_RETIRE: (_parse_key_retire, frozenset()),
+    ControlOp.KEY_STATUS: (_parse_key_status, frozenset()),
 }
 
 

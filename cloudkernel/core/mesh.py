@@ -80,7 +80,7 @@ from .membership import (
 )
 from .receiver import Receiver, ReceiverConfig
 from .sender import ClassConfig, Sender, SenderConfig
-from .signals import MAX_HOPS, MAX_U32, QoS, Signal
+from .signals import MAX_HOPS, MAX_U32, QoS, Signal, check_signal
 
 __all__ = [
     "HEARTBEAT_TOPIC",
@@ -332,21 +332,38 @@ class MeshNode:
             else:
                 self._events.append(event)
 
-    def publish(self, signal: Signal, now: float) -> Signal:
+    def publish(self, signal: Signal, now: float, *, checked: bool = False) -> Signal:
         """Publish one of this node's own signals; returns it as stamped.
 
         The signal also counts as this node's reading of its topic.
 
+        :param checked: the signal comes from :func:`make_signal` (the control
+            protocol's decoder makes them so), which checked every limit: it
+            is not checked again.
         :raises SignalError: for a reserved topic (``$...``) or a signal that
             breaks a limit.
         """
+        if not checked:
+            signal = check_signal(signal)
         if signal.topic.startswith(RESERVED_PREFIX):
             raise SignalError(
                 f"topic {signal.topic!r} is reserved: topics starting with "
                 f"{RESERVED_PREFIX!r} belong to the daemon"
             )
-        stamped = replace(signal, source=self.node_id, seq=self.sender.next_signal_seq(), age=0.0)
-        self.sender.publish(stamped, now)
+        # The constructor, not dataclasses.replace: this is the publish hot path.
+        stamped = Signal(
+            signal.topic,
+            signal.value,
+            signal.confidence,
+            signal.half_life,
+            signal.ttl,
+            signal.qos,
+            self.node_id,
+            self.sender.next_signal_seq(),
+            0.0,
+            signal.hops,
+        )
+        self.sender.publish(stamped, now, checked=True)
         self._published += 1
         self._take(stamped, now, sender=self.node_id, recovered=False, local=True)
         return stamped
@@ -494,7 +511,8 @@ class MeshNode:
 
     def _relay(self, signal: Signal, now: float) -> None:
         if self.config.relay and signal.hops < self.config.hop_limit:
-            self.sender.publish(replace(signal, hops=signal.hops + 1), now)
+            # A peer's decoded signal keeps every limit, and hops stays <= hop_limit.
+            self.sender.publish(replace(signal, hops=signal.hops + 1), now, checked=True)
             self._relayed += 1
 
     def _parse_report(self, signal: Signal) -> tuple[tuple[int, int], PeerReport | None] | None:
@@ -758,5 +776,5 @@ class MeshNode:
             )
         for signal in signals:
             stamped = replace(signal, source=self.node_id, seq=self.sender.next_signal_seq())
-            self.sender.publish(stamped, now)
+            self.sender.publish(stamped, now, checked=True)  # made by make_signal
         self._heartbeats += 1

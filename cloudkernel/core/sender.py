@@ -192,20 +192,24 @@ class Sender:
         self._signal_seq = (seq + 1) & MAX_U32
         return seq
 
-    def publish(self, signal: Signal, now: float) -> None:
+    def publish(self, signal: Signal, now: float, *, checked: bool = False) -> None:
         """Queue a signal for its class's next frame.
 
         A signal with ``source == 0`` is this node's own: it is stamped with
         the node id and the next signal sequence number.  Others are relayed
         as they are.  The signal's ``age`` is its age now.
 
+        :param checked: the caller has checked every limit already
+            (:func:`check_signal`, or a signal from :func:`make_signal` or a
+            peer's payload); it is not checked again.
         :raises SignalError: if the signal breaks a limit (see ``make_signal``).
         """
         if not isinstance(signal, Signal):
             raise SignalError(f"publish takes a Signal, got {type(signal).__name__}")
-        # Signal's constructor checks nothing: check every limit here, so that
-        # a bad signal is our caller's clear error and never a peer's drop.
-        signal = check_signal(signal)
+        if not checked:
+            # Signal's constructor checks nothing: check every limit here, so
+            # that a bad signal is our caller's clear error and never a peer's drop.
+            signal = check_signal(signal)
         if signal.source == 0:
             source, seq = self.node_id, self.next_signal_seq()
         else:
