@@ -81,6 +81,7 @@ def test_watchdog_interval_is_half_the_timeout() -> None:
     assert watchdog_interval({"WATCHDOG_USEC": "3000000", "WATCHDOG_PID": "10"}, 10) == 1.5
     # the watchdog belongs to another process (e.g. a wrapper that started us)
     assert watchdog_interval({"WATCHDOG_USEC": "3000000", "WATCHDOG_PID": "11"}, 10) is None
+    assert watchdog_interval({"WATCHDOG_USEC": "18446744073709551615"}, 10) == (2**64 - 1) / 2e6
 
 
 @pytest.mark.parametrize(
@@ -92,6 +93,9 @@ def test_watchdog_interval_is_half_the_timeout() -> None:
         {"WATCHDOG_USEC": "lots"},
         {"WATCHDOG_USEC": "100", "WATCHDOG_PID": "me"},
         {"WATCHDOG_USEC": "100", "WATCHDOG_PID": "0"},
+        {"WATCHDOG_USEC": "\u00b2"},  # a digit to str.isdigit, not to int()
+        {"WATCHDOG_USEC": "18446744073709551616"},  # 2**64
+        {"WATCHDOG_USEC": "9" * 400},
     ],
 )
 def test_watchdog_interval_refused(environ: dict[str, str]) -> None:

@@ -57,6 +57,7 @@ MAX_STATUS: Final = 300
 #: seconds between two STATUS= refreshes
 STATUS_INTERVAL: Final = 5.0
 _KEY: Final = re.compile(r"[A-Z][A-Z0-9_]*")
+_DIGITS: Final = re.compile(r"[0-9]{1,20}")
 #: drop reasons of normal operation, left out of the status line's count:
 #: our own frames heard back, copies from redundant links, repair not needed
 _ROUTINE_DROPS: Final = frozenset({"own-frame", "duplicate", "repair-unneeded"})
@@ -109,13 +110,22 @@ def watchdog_interval(environ: Mapping[str, str], pid: int) -> float | None:
         return None
     owner = environ.get("WATCHDOG_PID", "")
     if owner:
-        if not owner.isdigit() or int(owner) <= 0:
+        if _positive(owner) is None:
             raise NotifyError(f"WATCHDOG_PID is {owner!r}, not a process id")
         if int(owner) != pid:
             return None
-    if not usec.isdigit() or int(usec) <= 0:
+    value = _positive(usec)
+    if value is None:
         raise NotifyError(f"WATCHDOG_USEC is {usec!r}, not a positive number of microseconds")
-    return int(usec) / 2e6
+    return value / 2e6
+
+
+def _positive(text: str) -> int | None:
+    """``text`` as an integer in 1..2**64-1 (ASCII digits only), else None."""
+    if not _DIGITS.fullmatch(text):
+        return None
+    value = int(text)
+    return value if 0 < value < 2**64 else None
 
 
 def encode(fields: Sequence[tuple[str, str]]) -> bytes:
