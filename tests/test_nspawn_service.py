@@ -40,7 +40,7 @@ ROOT = Path(__file__).resolve().parent.parent
 SYSTEMD = ROOT / "systemd"
 SERVICE = "cloudkernel.service"
 WATCHDOG_SEC = 3
-PRIORITY = 50
+PRIORITY = 40  # systemd/cloudkernel.toml
 
 _reason = unavailable()
 pytestmark = [

@@ -182,6 +182,9 @@ def test_example_config_matches_the_unit() -> None:
     assert config.node.key_file == "/etc/cloudkernel/swarm.key"
     assert any(config.node.key_file in p for p in values("ExecStartPre"))
     assert config.realtime.priority > 0 and config.realtime.lock_memory
+    # The socket's group is the one sysusers.d makes and the service runs as.
+    assert config.control.group == one("Group") == "cloudkernel"
+    assert (SYSTEMD / "cloudkernel.sysusers").read_text().count("\nu cloudkernel ") == 1
 
 
 def test_example_config_passes_config_check() -> None:
