@@ -280,6 +280,13 @@ def test_notifier_bad_environment_is_a_warning(caplog: pytest.LogCaptureFixture)
     )
     assert not notifier.enabled
     assert "not notifying systemd: NOTIFY_SOCKET 'relative'" in caplog.text
+    assert "watchdog" not in caplog.text  # no socket: nothing to ping, nothing to say
+    caplog.clear()
+    notifier = ServiceNotifier.from_environ(
+        environ={"NOTIFY_SOCKET": "/run/notify", "WATCHDOG_USEC": "x"}
+    )
+    assert notifier.enabled and notifier.watchdog is None
+    assert "no watchdog pings: WATCHDOG_USEC is 'x'" in caplog.text
 
 
 def test_notifier_send_failure_is_counted_not_raised(

@@ -250,11 +250,12 @@ class ServiceNotifier:
         except NotifyError as exc:
             log.warning("not notifying systemd: %s", exc)
             address = None
-        try:
-            interval = watchdog_interval(env, os.getpid() if pid is None else pid)
-        except NotifyError as exc:
-            log.warning("no watchdog pings: %s", exc)
-            interval = None
+        interval = None
+        if address is not None:  # pings without a socket would go nowhere
+            try:
+                interval = watchdog_interval(env, os.getpid() if pid is None else pid)
+            except NotifyError as exc:
+                log.warning("no watchdog pings: %s", exc)
         return cls(address, watchdog=interval, status=status)
 
     @property
