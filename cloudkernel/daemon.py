@@ -9,10 +9,14 @@ Start-up (:func:`run`), each step fatal with a one-line error when it fails:
    permitted: one warning naming the cause, then normal operation);
 5. the control socket, then the metrics exporter (``[metrics] listen``);
 6. the garbage collector frozen over everything made so far;
-7. the loop, until SIGTERM or SIGINT.
+7. READY=1 to systemd when it started the daemon (``Type=notify``, see
+   :mod:`cloudkernel.aio.sdnotify`: STATUS= and watchdog pings follow from
+   the loop's own timers);
+8. the loop, until SIGTERM or SIGINT.
 
-Shutdown runs in reverse: the exporter and the control socket close, open
-FEC blocks are closed and their repair frames sent, the sockets close.
+Shutdown runs in reverse: STOPPING=1 to systemd, the exporter and the
+control socket close, open FEC blocks are closed and their repair frames
+sent, the sockets close.
 
 The loop drives a :class:`~cloudkernel.core.mesh.MeshNode`: each datagram is
 fed to it as it arrives, and after every batch of work one "pump" takes its
@@ -41,6 +45,7 @@ from .aio.control_server import ControlConnection, ControlRefusal, ControlServer
 from .aio.lag import LagStatistics, LoopLagMonitor
 from .aio.metrics_server import MetricsServer
 from .aio.peercred import resolve_group
+from .aio.sdnotify import ServiceNotifier, status_line
 from .aio.transport import MulticastTransport, TransportSettings, resolve_interfaces
 from .config import Config, load_config
 from .consensus import FilterConfig
@@ -258,7 +263,14 @@ class Daemon:
                     self.socket_path,
                 )
                 self._pump()
-                await stop.wait()
+                notifier = ServiceNotifier.from_environ(
+                    lambda: status_line(self.status(time.monotonic()))
+                )
+                notifier.ready(loop)  # sockets open: READY=1, then watchdog pings
+                try:
+                    await stop.wait()
+                finally:
+                    notifier.stopping()
             finally:
                 if self._lag is not None:
                     self._lag.stop()

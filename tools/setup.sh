@@ -24,6 +24,10 @@ debian_packages() {
     # may start its own service on :9090; the tests run theirs in a private
     # network namespace and never talk to it.
     command -v promtool >/dev/null && command -v prometheus >/dev/null || need+=(prometheus)
+    # the systemd unit: checked with systemd-analyze, booted in systemd-nspawn
+    command -v systemd-analyze >/dev/null || need+=(systemd)
+    command -v systemd-nspawn >/dev/null || need+=(systemd-container)
+    command -v debootstrap >/dev/null || need+=(debootstrap)
     [ ${#need[@]} -eq 0 ] && return 0
     if [ "$(id -u)" -ne 0 ]; then
         echo "setup: not root, cannot install ${need[*]}; the tests that need them will skip" >&2
