@@ -165,7 +165,7 @@ def _wait_peers(a: Node, b: Node, timeout: float) -> None:
 
 
 def run_mode(
-    mode: str, priority: int, cpu: int, other: int, s: Settings, hog_s: float
+    mode: str, priority: int, cpu: int, other: int, s: Settings, hog_s: float, n_hogs: int
 ) -> ModeResult:
     base = Path(tempfile.mkdtemp(prefix=f"ck-bench-rt-{mode}-"))
     write_key_file(base / "swarm.key", generate_key())
@@ -174,7 +174,9 @@ def run_mode(
         home = base / f"node{nid}"
         home.mkdir()
         nodes[nid] = Node(nid, role, PORT, 0.0, str(home / "control.sock"), home / "daemon.log")
-    hog = subprocess.Popen([sys.executable, "-c", _HOG, str(cpu), str(hog_s)])
+    hogs = [
+        subprocess.Popen([sys.executable, "-c", _HOG, str(cpu), str(hog_s)]) for _ in range(n_hogs)
+    ]
     net: PrivateNetwork | None = None
     try:
         net = PrivateNetwork(user_namespace=False)
@@ -233,8 +235,9 @@ def run_mode(
                     node.proc.wait()
         if net is not None:
             net.close()
-        hog.kill()
-        hog.wait()
+        for hog in hogs:
+            hog.kill()
+            hog.wait()
 
 
 def _ms(x: float) -> str:
@@ -298,6 +301,7 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--rate", type=float, default=1000.0, help="signals/s published")
     p.add_argument("--priority", type=int, default=50, help="SCHED_FIFO priority, 1..99")
     p.add_argument("--cpu", type=int, help="the CPU of the hog and the daemons (default: last)")
+    p.add_argument("--hogs", type=int, default=1, help="busy-loop processes on the CPU (1..8)")
     p.add_argument("--quick", action="store_true", help="a short smoke run (3 s per mode)")
     p.add_argument("--json", metavar="PATH", help="also write the results as JSON to PATH")
     args = p.parse_args(argv)
@@ -307,6 +311,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         p.error("--seconds must be in 1..40 (the lag window is 60 s)")
     if not 1.0 <= args.rate <= 20_000.0:
         p.error("--rate must be in 1..20000")
+    if not 1 <= args.hogs <= 8:
+        p.error("--hogs must be in 1..8")
     if not 1 <= args.priority <= 99:
         p.error("--priority must be in 1..99")
     return args
@@ -335,7 +341,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         shown = ", ".join(map(str, val)) if isinstance(val, list) else val
         print(f"  {key + ':':<13} {shown}")
     print(
-        f"  CPU {cpu}: hog + daemon B (under test); CPU {other}: daemon A; clients on "
+        f"  CPU {cpu}: {args.hogs} hog(s) + daemon B (under test); CPU {other}: daemon A; "
+        f"clients on "
         f"{[c for c in cpus if c != cpu]}; {args.rate:g} signals/s for {args.seconds:g} s "
         f"after {warmup:g} s warm-up; FIFO priority {args.priority}",
         flush=True,
@@ -345,7 +352,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         for mode, priority in (("normal", 0), ("fifo", args.priority)):
             print(f"  mode {mode}", file=sys.stderr, flush=True)
-            results.append(run_mode(mode, priority, cpu, other, s, hog_s))
+            results.append(run_mode(mode, priority, cpu, other, s, hog_s, args.hogs))
     except (RuntimeError, SandboxError) as exc:
         print(f"bench_realtime: {exc}", file=sys.stderr)
         return 1

@@ -889,7 +889,8 @@ def _status_lines(status: dict[str, Any]) -> list[str]:
             "Control",
             f"{_num(get('control', 'watchers'))} watchers, "
             f"{_num(get('control', 'requests'))} requests, "
-            f"{_num(get('control', 'events_dropped'))} events dropped",
+            f"{_num(get('control', 'events_dropped'))} events dropped, "
+            f"{_num(get('control', 'not_authorised'))} not authorised",
         ),
         ("Metrics", _metrics_text(status.get("metrics"))),
         ("Config", _num(status.get("config") or "built-in defaults")),
