@@ -503,6 +503,14 @@ class DaemonCollector:
             "Watch events dropped because a client did not read them in time",
             counters.events_dropped,
         )
+        errors = CounterMetricFamily(
+            _P + "control_errors",
+            "Control requests answered with an error, by code (docs/CONTROL.md section 5)",
+            labels=["code"],
+        )
+        for code, count in counters.errors_by_code.items():
+            errors.add_metric([code], count)
+        yield errors
 
 
 def make_registry(daemon: ExportedDaemon) -> CollectorRegistry:

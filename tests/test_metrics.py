@@ -35,6 +35,7 @@ from cloudkernel.aio.lag import LagStatistics, LoopLagMonitor
 from cloudkernel.aio.transport import TransportStatistics
 from cloudkernel.config import Config, parse_config
 from cloudkernel.core.auth import KeyRing, SwarmKey
+from cloudkernel.core.control import ErrorCode
 from cloudkernel.core.mesh import MeshConfig, MeshNode
 from cloudkernel.core.signals import make_signal
 from cloudkernel.core.wire import DropReason
@@ -211,6 +212,14 @@ def test_every_family_has_its_type_and_the_counters_read_the_node(fake: FakeDaem
     assert _value(text, "cloudkernel_config_last_reload_success_timestamp_seconds") == 1e9
     # No lag monitor yet: no lag histogram rather than a made-up one.
     assert "cloudkernel_event_loop_lag_seconds" not in families
+    # Control errors, every code a series; the server counts each error reply.
+    assert families["cloudkernel_control_errors"].type == "counter"
+    codes = {s.labels["code"] for s in _samples(text, "cloudkernel_control_errors_total")}
+    assert codes == {code.value for code in ErrorCode}
+    fake.control.counters.error(ErrorCode.NOT_AUTHORISED)
+    after = _scrape(fake)
+    assert _value(after, "cloudkernel_control_errors_total", code="not-authorised") == 1
+    assert _value(after, "cloudkernel_control_errors_total", code="malformed") == 0
 
 
 def test_topic_series_are_capped_and_configured_topics_come_first(fake: FakeDaemon) -> None:

@@ -28,7 +28,7 @@ import logging
 import os
 import socket
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from ..core.access import AccessPolicy, Credentials, authorise
 from ..core.control import (
@@ -72,6 +72,14 @@ class _Counters:
     errors: int = 0
     events_dropped: int = 0
     not_authorised: int = 0
+    #: error replies by code (every code, 0 until one is sent)
+    errors_by_code: dict[str, int] = field(
+        default_factory=lambda: dict.fromkeys((code.value for code in ErrorCode), 0)
+    )
+
+    def error(self, code: ErrorCode) -> None:
+        self.errors += 1
+        self.errors_by_code[code.value] += 1
 
 
 class ControlConnection:
@@ -238,6 +246,7 @@ class ControlServer:
         connection = ControlConnection(self, writer, credentials)
         if len(self._connections) >= self.max_clients:
             self.counters.refused_busy += 1
+            self.counters.errors_by_code[ErrorCode.BUSY.value] += 1
             writer.write(
                 encode_error(0, ErrorCode.BUSY, f"too many clients (at most {self.max_clients})")
             )
@@ -259,7 +268,7 @@ class ControlServer:
                     break
                 for item in decoder.feed(data):
                     if isinstance(item, ControlFailure):
-                        self.counters.errors += 1
+                        self.counters.error(item.code)
                         connection._write(encode_error(item.id, item.code, item.message))
                         if item.fatal:
                             with contextlib.suppress(OSError):
@@ -302,17 +311,17 @@ class ControlServer:
         self.counters.requests += 1
         refused = self._refusal(request, connection)
         if refused is not None:
-            self.counters.errors += 1
+            self.counters.error(ErrorCode.NOT_AUTHORISED)
             connection._write(encode_error(request.id, ErrorCode.NOT_AUTHORISED, refused))
             return
         try:
             result = self._handler(request, connection)
             reply = encode_reply(request.id, result)
         except ControlRefusal as refusal:
-            self.counters.errors += 1
+            self.counters.error(refusal.code)
             reply = encode_error(request.id, refusal.code, refusal.message)
         except Exception as exc:  # a bug: answer, log, keep serving
-            self.counters.errors += 1
+            self.counters.error(ErrorCode.INTERNAL)
             log.exception("control request %s failed", request.op)
             reply = encode_error(request.id, ErrorCode.INTERNAL, f"{type(exc).__name__}: {exc}")
         connection._write(reply)
