@@ -56,6 +56,7 @@ from dataclasses import dataclass
 from typing import Any, NoReturn
 
 import click
+from click.core import ParameterSource
 
 from . import __version__, fec
 from .client import DEFAULT_TIMEOUT, SOCKET_ENV, Client
@@ -125,6 +126,10 @@ class _Options:
 def main(ctx: click.Context, socket_path: str | None, timeout: float) -> None:
     """cloudkernel: fault-tolerant signals for swarms of small machines."""
     ctx.obj = _Options(socket_path or None, timeout)
+    # $CLOUDKERNEL_SOCKET says which daemon a client talks to; it must not move
+    # the socket of a daemon started from the same shell (`run`, `demo`).
+    from_environment = ctx.get_parameter_source("socket_path") is ParameterSource.ENVIRONMENT
+    ctx.meta["cloudkernel.socket_from_environment"] = from_environment
 
 
 @main.command("link-demo")
@@ -684,9 +689,8 @@ def parse_value(text: str, kind: str) -> float | int | list[float] | bytes:
 @click.option(
     "--qos",
     type=click.Choice(["critical", "normal", "bulk"]),
-    default="normal",
-    show_default=True,
-    help="The signal's class of service.",
+    help="The signal's class of service [default: the topic's class in the daemon's "
+    "config, normal unless configured].",
 )
 @_json_option
 @click.pass_context
@@ -698,7 +702,7 @@ def publish(
     confidence: float,
     half_life: float | None,
     ttl: float | None,
-    qos: str,
+    qos: str | None,
     as_json: bool,
 ) -> None:
     """Publish VALUE on TOPIC through the local daemon.
@@ -1088,7 +1092,8 @@ def run(
     """Run the daemon in the foreground until SIGTERM or SIGINT, logging to stderr.
 
     The control socket is --socket (given before "run") when set, else the
-    config's control.socket.
+    config's control.socket; $CLOUDKERNEL_SOCKET, which names the daemon a
+    client talks to, does not move it.
     """
     if config_path is None and os.path.exists(DEFAULT_CONFIG_PATH):
         config_path = DEFAULT_CONFIG_PATH
@@ -1097,6 +1102,7 @@ def run(
     except ConfigError as exc:
         _fail(str(exc), EXIT_USAGE)
     options = ctx.find_object(_Options) or _Options(None, DEFAULT_TIMEOUT)
+    socket_path = None if ctx.meta.get("cloudkernel.socket_from_environment") else options.socket
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter(_LOG_FORMAT))
     root = logging.getLogger()
@@ -1109,7 +1115,7 @@ def run(
 
         daemon.run(
             config,
-            socket_path=options.socket,
+            socket_path=socket_path,
             drop_incoming=inject_loss,
             config_path=config_path,
             log_level_fixed=log_level is not None,

@@ -164,13 +164,16 @@ def _publish_args(
     confidence: float,
     half_life: float | None,
     ttl: float | None,
-    qos: str,
+    qos: str | None,
 ) -> dict[str, Any]:
     if isinstance(value, (bytearray, memoryview)):
         value = bytes(value)
     elif isinstance(value, Sequence) and not isinstance(value, (bytes, str)):
         value = list(value)
-    args: dict[str, Any] = {"topic": topic, "value": value, "confidence": confidence, "qos": qos}
+    args: dict[str, Any] = {"topic": topic, "value": value, "confidence": confidence}
+    # An absent qos takes the topic's class from the daemon's config.
+    if qos is not None:
+        args["qos"] = qos
     # An absent half_life / ttl takes the protocol's default; a nil one does not.
     if half_life is not None:
         args["half_life"] = half_life
@@ -205,7 +208,7 @@ def _batches(signals: Iterable[Mapping[str, Any]]) -> Iterator[dict[str, Any]]:
             item.get("confidence", 1.0),
             item.get("half_life"),
             item.get("ttl"),
-            item.get("qos", "normal"),
+            item.get("qos"),
         )
         try:
             n = len(msgpack.packb(args, use_bin_type=True))
@@ -594,7 +597,7 @@ class Client:
         confidence: float = 1.0,
         half_life: float | None = None,
         ttl: float | None = None,
-        qos: str = "normal",
+        qos: str | None = None,
     ) -> dict[str, Any]:
         """Deposit a signal; the daemon stamps it with this node's id and a sequence number.
 
@@ -605,7 +608,9 @@ class Client:
         :param half_life: seconds, > 0, at most 86 400.  When neither it nor
             ``ttl`` is given, the daemon takes a half-life of 10 s.
         :param ttl: seconds, as ``half_life``.
-        :param qos: ``"critical"``, ``"normal"`` or ``"bulk"``.
+        :param qos: ``"critical"``, ``"normal"`` or ``"bulk"``; None: the
+            topic's class in the daemon's config (``[consensus] qos``,
+            ``[[topic]] qos``; ``normal`` unless configured).
         :returns: ``{"topic": str, "source": int, "seq": int}``.
         :raises ControlError: when an argument breaks a limit (nothing is sent).
         """
@@ -994,7 +999,7 @@ class AsyncClient:
         confidence: float = 1.0,
         half_life: float | None = None,
         ttl: float | None = None,
-        qos: str = "normal",
+        qos: str | None = None,
     ) -> dict[str, Any]:
         """As :meth:`Client.publish`."""
         args = _publish_args(topic, value, confidence, half_life, ttl, qos)

@@ -415,7 +415,10 @@ class Daemon:
     def _request(self, request: Request, connection: ControlConnection) -> object:
         now = time.monotonic()
         if isinstance(request, PublishRequest):
-            stamped = self.node.publish(request.signal, now, checked=True)
+            signal = request.signal
+            if not request.qos_given:
+                signal = self._topic_qos(signal)
+            stamped = self.node.publish(signal, now, checked=True)
             self._schedule_pump()
             return {"topic": stamped.topic, "source": stamped.source, "seq": stamped.seq}
         if isinstance(request, GetRequest):
@@ -431,7 +434,7 @@ class Daemon:
         if isinstance(request, ReloadRequest):
             return self.reload()
         if isinstance(request, PublishManyRequest):
-            return self._publish_many(request.signals, now)
+            return self._publish_many(request.signals, request.qos_given, now)
         if isinstance(
             request, (KeyStageRequest, KeySwitchRequest, KeyRetireRequest, KeyStatusRequest)
         ):
@@ -443,11 +446,21 @@ class Daemon:
             return {"sourcestats": [sourcestats_view(row) for row in rows]}
         raise ControlRefusal(ErrorCode.INTERNAL, f"no handler for {request.op}")
 
-    def _publish_many(self, signals: tuple[Signal, ...], now: float) -> dict[str, Any]:
+    def _topic_qos(self, signal: Signal) -> Signal:
+        """``signal`` in its topic's configured QoS class ([consensus] and [[topic]] qos)."""
+        qos = self.config.policy_for(signal.topic).qos
+        return signal if qos is signal.qos else replace(signal, qos=qos)
+
+    def _publish_many(
+        self, signals: tuple[Signal, ...], qos_given: tuple[bool, ...], now: float
+    ) -> dict[str, Any]:
         publish = self.node.publish
-        first = last = publish(signals[0], now, checked=True)
-        for one in signals[1:]:
-            last = publish(one, now, checked=True)
+        topic_qos = self._topic_qos
+        first = last = None
+        for one, given in zip(signals, qos_given, strict=True):
+            last = publish(one if given else topic_qos(one), now, checked=True)
+            first = first or last
+        assert first is not None and last is not None  # the decoder allows no empty batch
         self._schedule_pump()
         return {
             "published": len(signals),
@@ -587,6 +600,10 @@ class Daemon:
             now=time.monotonic(),
         )
         self.config = running
+        for topic in rebuilt:
+            # New settings, new statistics; and watchers hear the new estimate.
+            self.sourcestats.forget(topic)
+            self._dirty_topics.add(topic)
         if not self.log_level_fixed:
             logging.getLogger().setLevel(running.log.level.upper())
         stats.succeeded += 1
@@ -596,7 +613,7 @@ class Daemon:
         log.info(
             "reloaded %s: %s",
             running.source,
-            f"{len(applied)} setting(s) changed, {rebuilt} topic(s) rebuilt"
+            f"{len(applied)} setting(s) changed, {len(rebuilt)} topic(s) rebuilt"
             if applied
             else "no live setting changed",
         )
@@ -609,7 +626,7 @@ class Daemon:
             "config": running.source,
             "changed": list(applied),
             "restart_required": list(restart),
-            "topics_rebuilt": rebuilt,
+            "topics_rebuilt": len(rebuilt),
         }
 
     def _reload_on_signal(self) -> None:

@@ -28,7 +28,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .client import Client
+from .client import SOCKET_ENV, Client
 from .errors import CloudkernelError
 from .keyfile import generate_key, write_key_file
 from .sandbox import PrivateNetwork
@@ -127,7 +127,9 @@ def _start(net: PrivateNetwork, base: Path, node: int, loss: float) -> subproces
             ],
             stdout=log,
             stderr=subprocess.STDOUT,
-            env=dict(os.environ),
+            # The demo's daemons use the sockets their configs name, whatever
+            # daemon the user's shell points clients at.
+            env={k: v for k, v in os.environ.items() if k != SOCKET_ENV},
         )
     finally:
         log.close()

@@ -11,13 +11,14 @@ Every wait is bounded; everything is stopped on :meth:`close`.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -145,7 +146,8 @@ class LocalSwarm:
         args = [sys.executable, "-m", "cloudkernel", "run", "--config", str(self.configs[node])]
         if self.inject_loss:
             args += ["--inject-loss", str(self.inject_loss)]
-        env = dict(os.environ, PYTHONPATH=str(ROOT))
+        env = {k: v for k, v in os.environ.items() if k != "CLOUDKERNEL_SOCKET"}
+        env["PYTHONPATH"] = str(ROOT)
         self.procs[node] = self.net.popen(
             [*args, *extra_args], stdout=log, stderr=subprocess.STDOUT, env=env
         )
@@ -199,3 +201,14 @@ class LocalSwarm:
                 proc.kill()
                 proc.wait()
         self.net.close()
+
+
+@contextlib.contextmanager
+def running_swarm(base: Path, n: int, **kwargs: Any) -> Iterator[LocalSwarm]:
+    """``LocalSwarm(base, n, **kwargs)`` with every node started and ready; closed after."""
+    swarm = LocalSwarm(base, n, **kwargs)
+    try:
+        swarm.start_all()
+        yield swarm
+    finally:
+        swarm.close()

@@ -600,6 +600,9 @@ def test_run_passes_config_socket_and_loss(tmp_path: Path, fake_run: list[dict[s
     assert f"cloudkernel[{os.getpid()}]: INFO an info line" in result.stderr
     assert fake_run[1]["socket_path"] is None and fake_run[1]["drop"] == 0.0
     assert fake_run[1]["log_level_fixed"] is True  # --log-level outlasts reloads
+    # $CLOUDKERNEL_SOCKET points clients at a daemon; it does not move run's socket.
+    _invoke(["run", "--config", str(config)], env={"CLOUDKERNEL_SOCKET": "/tmp/other.sock"})
+    assert fake_run[2]["socket_path"] is None
 
 
 def test_run_without_a_config_file_takes_the_defaults(

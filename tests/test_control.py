@@ -188,7 +188,7 @@ def test_request_classes_name_their_op() -> None:
         StatusRequest(1),
         PeersRequest(1),
         ReloadRequest(1),
-        PublishManyRequest(1, (signal,)),
+        PublishManyRequest(1, (signal,), (True,)),
         KeyStageRequest(1, "/k"),
         KeySwitchRequest(1, None),
         KeyRetireRequest(1),
@@ -204,7 +204,7 @@ ROUND_TRIPS: list[tuple[ControlOp, dict[str, Any] | None, Request]] = [
     (
         ControlOp.PUBLISH,
         {"topic": "room/temp", "value": 21.5},
-        PublishRequest(7, make_signal("room/temp", 21.5, half_life=DEFAULT_HALF_LIFE)),
+        PublishRequest(7, make_signal("room/temp", 21.5, half_life=DEFAULT_HALF_LIFE), False),
     ),
     (
         ControlOp.PUBLISH,
@@ -229,7 +229,12 @@ ROUND_TRIPS: list[tuple[ControlOp, dict[str, Any] | None, Request]] = [
     (
         ControlOp.PUBLISH,
         {"topic": "tag", "value": b"\x00\xff", "ttl": 1},
-        PublishRequest(7, make_signal("tag", b"\x00\xff", ttl=1.0)),
+        PublishRequest(7, make_signal("tag", b"\x00\xff", ttl=1.0), False),
+    ),
+    (
+        ControlOp.PUBLISH,
+        {"topic": "tag", "value": 1.0, "qos": None},
+        PublishRequest(7, make_signal("tag", 1.0, half_life=DEFAULT_HALF_LIFE), False),
     ),
     (ControlOp.GET, {"topic": "room/temp"}, GetRequest(7, "room/temp")),
     (ControlOp.WATCH, {"pattern": "room/*"}, WatchRequest(7, "room/*", False)),
@@ -243,13 +248,19 @@ ROUND_TRIPS: list[tuple[ControlOp, dict[str, Any] | None, Request]] = [
     (ControlOp.RELOAD, None, ReloadRequest(7)),
     (
         ControlOp.PUBLISH_MANY,
-        {"signals": [{"topic": "a", "value": 1.5}, {"topic": "b", "value": b"x", "ttl": 2}]},
+        {
+            "signals": [
+                {"topic": "a", "value": 1.5},
+                {"topic": "b", "value": b"x", "ttl": 2, "qos": "bulk"},
+            ]
+        },
         PublishManyRequest(
             7,
             (
                 make_signal("a", 1.5, half_life=DEFAULT_HALF_LIFE),
-                make_signal("b", b"x", ttl=2.0),
+                make_signal("b", b"x", ttl=2.0, qos=QoS.BULK),
             ),
+            (False, True),
         ),
     ),
     (ControlOp.KEY_STAGE, {"path": "/etc/ck/new.key"}, KeyStageRequest(7, "/etc/ck/new.key")),
@@ -493,7 +504,7 @@ BAD_ARGUMENTS: list[tuple[str, dict[Any, Any], str]] = [
     ("publish", {"topic": "t", "value": 1.0, "qos": "urgent"}, "qos 'urgent' is not a QoS"),
     ("publish", {"topic": "t", "value": 1.0, "qos": "NORMAL"}, "qos 'NORMAL' is not a QoS"),
     ("publish", {"topic": "t", "value": 1.0, "qos": 1}, "qos 1 is not a QoS class"),
-    ("publish", {"topic": "t", "value": 1.0, "qos": None}, "qos None is not a QoS class"),
+    ("publish", {"topic": "t", "value": 1.0, "qos": 1}, "qos 1 is not a QoS class"),
     # reserved topics
     ("publish", {"topic": "$sys/load", "value": 1.0}, "'$sys/load' starts with '$'"),
     ("publish", {"topic": "$", "value": 1.0}, "reserved for the daemon's own use"),

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from swarmproc import LocalSwarm, sandbox_problem
+from swarmproc import LocalSwarm, running_swarm, sandbox_problem
 
 from cloudkernel.client import AsyncClient, _batches
 from cloudkernel.core.control import MAX_BATCH, MAX_REQUEST, encode_request
@@ -63,12 +63,8 @@ needs_sandbox = pytest.mark.skipif(
 
 @pytest.fixture
 def pair(tmp_path: Path) -> Iterator[LocalSwarm]:
-    swarm = LocalSwarm(tmp_path, 2, port=47960)
-    try:
-        swarm.start_all()
+    with running_swarm(tmp_path, 2, port=47960) as swarm:
         yield swarm
-    finally:
-        swarm.close()
 
 
 def _delivered(swarm: LocalSwarm, node: int) -> int:
@@ -117,3 +113,39 @@ def test_a_batch_with_a_bad_signal_is_refused_whole(pair: LocalSwarm) -> None:
             assert status["signals"]["published"] == 1  # nothing of the refused batch
 
     asyncio.run(main())
+
+
+@pytest.fixture
+def classed_pair(tmp_path: Path) -> Iterator[LocalSwarm]:
+    extra = '\n[[topic]]\npattern = "crit/*"\nqos = "critical"\n'
+    with running_swarm(tmp_path, 2, port=47961, extra=extra) as swarm:
+        yield swarm
+
+
+@needs_sandbox
+def test_a_signal_without_qos_takes_its_topics_configured_class(classed_pair: LocalSwarm) -> None:
+    with classed_pair.client(2) as watcher, classed_pair.client(1) as client:
+        stream = watcher.watch("*", raw=True, duration=10.0)
+        client.publish("crit/stop", 1.0)  # [[topic]] qos = "critical"
+        client.publish("crit/slow", 1.0, qos="bulk")  # given: kept
+        client.publish("other", 1.0)  # [consensus] qos, "normal" by default
+        client.publish_many(
+            [
+                {"topic": "crit/many", "value": 2.0},
+                {"topic": "crit/given", "value": 2.0, "qos": "normal"},
+            ]
+        )
+        classes: dict[str, str] = {}
+        for event in stream:
+            if event.get("type") == "signal":
+                classes[event["signal"]["topic"]] = event["signal"]["qos"]
+            if len(classes) == 5:
+                break
+        stream.close()
+    assert classes == {
+        "crit/stop": "critical",
+        "crit/slow": "bulk",
+        "other": "normal",
+        "crit/many": "critical",
+        "crit/given": "normal",
+    }

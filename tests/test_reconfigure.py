@@ -42,7 +42,7 @@ def fused_swarm(n: int = 4, **overrides: object) -> Swarm:
     return swarm
 
 
-def reconfigure(node: MeshNode, policy: Policy, now: float) -> int:
+def reconfigure(node: MeshNode, policy: Policy, now: float) -> list[str]:
     return node.reconfigure(
         membership=node.config.membership,
         classes=node.config.sender.classes,
@@ -62,13 +62,13 @@ def test_a_changed_topic_policy_rebuilds_the_filter_with_its_readings() -> None:
 
     # More sources required than there are: no consensus at once, with the
     # same four readings held (nobody published again).
-    assert reconfigure(node, policy_of(min_sources=5), swarm.now) == 1
+    assert reconfigure(node, policy_of(min_sources=5), swarm.now) == ["t"]
     after = node.estimate("t", swarm.now)
     assert after is not None
     assert after.state != "ok" and after.sources_total == 4
 
     # Back to three: the estimate returns from the held readings alone.
-    assert reconfigure(node, policy_of(min_sources=3), swarm.now) == 1
+    assert reconfigure(node, policy_of(min_sources=3), swarm.now) == ["t"]
     again = node.estimate("t", swarm.now)
     assert again is not None and again.state == "ok"
     assert again.value == pytest.approx(before.value)
@@ -78,7 +78,7 @@ def test_a_changed_topic_policy_rebuilds_the_filter_with_its_readings() -> None:
 def test_an_unchanged_policy_rebuilds_nothing() -> None:
     swarm = fused_swarm(4, min_sources=3)
     node = swarm.nodes[2]
-    assert reconfigure(node, policy_of(min_sources=3), swarm.now) == 0
+    assert reconfigure(node, policy_of(min_sources=3), swarm.now) == []
 
 
 def test_readings_the_new_settings_refuse_are_counted_not_fused() -> None:
@@ -86,7 +86,7 @@ def test_readings_the_new_settings_refuse_are_counted_not_fused() -> None:
     node = swarm.nodes[1]
     refused_before = node.statistics().unfused.get("consensus-out-of-range", 0)
     # Only readings up to 20.25 stay in range: nodes 1 and 2 (20.1, 20.2).
-    assert reconfigure(node, policy_of(min_sources=2, upper=20.25), swarm.now) == 1
+    assert reconfigure(node, policy_of(min_sources=2, upper=20.25), swarm.now) == ["t"]
     estimate = node.estimate("t", swarm.now)
     assert estimate is not None and estimate.sources_total == 2
     assert estimate.value == pytest.approx(20.15, abs=0.06)

@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from swarmproc import ROOT, LocalSwarm, sandbox_problem
+from swarmproc import ROOT, LocalSwarm, running_swarm, sandbox_problem
 
 pytestmark = pytest.mark.skipif(
     (problem := sandbox_problem()) is not None,
@@ -29,12 +29,8 @@ _PORTS = iter(range(47900, 47950))
 
 @pytest.fixture
 def node(tmp_path: Path) -> Iterator[LocalSwarm]:
-    swarm = LocalSwarm(tmp_path, 1, port=next(_PORTS))
-    try:
-        swarm.start_all()
+    with running_swarm(tmp_path, 1, port=next(_PORTS)) as swarm:
         yield swarm
-    finally:
-        swarm.close()
 
 
 def cli(swarm: LocalSwarm, *args: str) -> subprocess.CompletedProcess[str]:
@@ -62,7 +58,15 @@ def test_sighup_applies_live_settings_and_rebuilds_topics(node: LocalSwarm) -> N
         assert client.get("temp")["state"] != "ok"
     config = node.configs[1]
     config.write_text(config.read_text() + "\n[consensus]\nmin_sources = 1\n")
-    node.procs[1].send_signal(signal.SIGHUP)
+    with node.client(1) as watcher:
+        stream = watcher.watch("temp", duration=10.0)
+        first = next(stream)  # the current value, without consensus
+        assert first["estimate"]["state"] != "ok"
+        node.procs[1].send_signal(signal.SIGHUP)
+        # A watcher hears the rebuilt topic's new estimate without a new reading.
+        again = next(stream)
+        assert again["estimate"]["state"] == "ok"
+        stream.close()
     node.wait_for(lambda: reloads(node)["succeeded"] == 1, 10.0, "SIGHUP did not reload")
     with node.client(1) as client:
         estimate = client.get("temp")

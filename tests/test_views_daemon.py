@@ -19,7 +19,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from swarmproc import FAST_MEMBERSHIP, ROOT, LocalSwarm
+from swarmproc import FAST_MEMBERSHIP, ROOT, LocalSwarm, running_swarm
 
 from cloudkernel.errors import RequestFailed
 from cloudkernel.sandbox import PrivateNetwork, SandboxError
@@ -46,12 +46,8 @@ READINGS = {1: 20.0, 2: 20.3, 3: 19.8, LIAR: 35.0}
 
 @pytest.fixture
 def swarm4(tmp_path: Path) -> Iterator[LocalSwarm]:
-    swarm = LocalSwarm(tmp_path, 4, port=47790, extra=FAST_MEMBERSHIP)
-    try:
-        swarm.start_all()
+    with running_swarm(tmp_path, 4, port=47790, extra=FAST_MEMBERSHIP) as swarm:
         yield swarm
-    finally:
-        swarm.close()
 
 
 def ck(swarm: LocalSwarm, node: int, *args: str) -> subprocess.CompletedProcess[str]:

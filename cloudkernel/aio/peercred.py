@@ -54,9 +54,11 @@ def _peer_groups(sock: Any, pid: int) -> list[int]:
 def _proc_groups(pid: int) -> list[int]:
     """The ``Groups:`` line of ``/proc/<pid>/status``; empty when it cannot be read.
 
-    The process may have exited (or its pid been reused) by now: what is read
-    then is another process's groups, which can only be checked, never trusted
-    more than the socket's own credentials; an unreadable file gives no groups.
+    Only for a client in more groups than SO_PEERGROUPS returns.  The groups
+    read are trusted as the client's, although the process may have exited
+    and its pid been reused by now; an unreadable file (``ProtectProc=`` in
+    the systemd unit hides other users' processes) gives no groups, so such
+    a client is authorised by its primary group only.
     """
     try:
         with open(f"/proc/{pid}/status", encoding="ascii", errors="replace") as status:

@@ -3,7 +3,7 @@
 What this module holds:
 
 * :class:`ControlOp` and :class:`ErrorCode`, the closed sets of ops and error
-  codes (an error code is also the label of the control-error metric);
+  codes (an error code is also the label of the cloudkernel_control_errors_total metric);
 * the parsed requests (:class:`PublishRequest`, :class:`GetRequest`,
   :class:`WatchRequest`, :class:`TopicsRequest`, :class:`StatusRequest`,
   :class:`PeersRequest`, :class:`SourceStatsRequest`) and :class:`ControlFailure`,
@@ -200,6 +200,9 @@ class PublishRequest:
     signal: Signal
     """The signal, checked by :func:`~cloudkernel.core.signals.make_signal`
     (source, seq and age are 0: the daemon stamps them)."""
+    qos_given: bool = True
+    """False when the client gave no ``qos``: the daemon gives the signal its
+    topic's configured class (``signal.qos`` is ``normal`` until then)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -264,6 +267,8 @@ class PublishManyRequest:
     """The request id, 0..2^32-1."""
     signals: tuple[Signal, ...]
     """1..:data:`MAX_BATCH` signals, each checked as a publish's."""
+    qos_given: tuple[bool, ...]
+    """For each signal, as :attr:`PublishRequest.qos_given`."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -764,7 +769,7 @@ _PUBLISH_FIELDS = frozenset({"topic", "value", "confidence", "half_life", "ttl",
 
 
 def _parse_publish(id: int, args: dict[str, Any]) -> PublishRequest:
-    return PublishRequest(id, _signal_of(ControlOp.PUBLISH, args))
+    return PublishRequest(id, *_signal_of(ControlOp.PUBLISH, args))
 
 
 def _parse_publish_many(id: int, args: dict[str, Any]) -> PublishManyRequest:
@@ -776,6 +781,7 @@ def _parse_publish_many(id: int, args: dict[str, Any]) -> PublishManyRequest:
             f"argument signals {_show(items)} is not an array of 1..{MAX_BATCH} signals",
         )
     signals = []
+    given = []
     for index, item in enumerate(items):
         try:
             if type(item) is not dict:
@@ -787,19 +793,25 @@ def _parse_publish_many(id: int, args: dict[str, Any]) -> PublishManyRequest:
                     f"has unknown argument(s) {', '.join(unknown)}; "
                     f"a signal takes {_names(_PUBLISH_FIELDS)}",
                 )
-            signals.append(_signal_of(op, item))
+            signal, qos_given = _signal_of(op, item)
+            signals.append(signal)
+            given.append(qos_given)
         except _Refused as exc:
             reason = exc.message.removeprefix(f"{op}: ")
             raise _bad(op, f"signals[{index}] {reason}") from None
-    return PublishManyRequest(id, tuple(signals))
+    return PublishManyRequest(id, tuple(signals), tuple(given))
 
 
-def _signal_of(op: ControlOp, args: dict[str, Any]) -> Signal:
-    """The signal a publish's arguments make, checked as make_signal checks it."""
+def _signal_of(op: ControlOp, args: dict[str, Any]) -> tuple[Signal, bool]:
+    """The signal a publish's arguments make, checked as make_signal checks it,
+    and whether they gave its QoS class (else the daemon gives the topic's)."""
     topic = _required(op, args, "topic")
     value = _required(op, args, "value")
-    qos = args.get("qos", "normal")
-    if type(qos) is not str or qos not in _QOS_NAMES:
+    qos = args.get("qos")
+    qos_given = qos is not None
+    if qos is None:
+        qos = "normal"
+    elif type(qos) is not str or qos not in _QOS_NAMES:
         raise _bad(
             op,
             f"argument qos {_show(qos)} is not a QoS class; give 'critical', 'normal' or 'bulk'",
@@ -825,7 +837,7 @@ def _signal_of(op: ControlOp, args: dict[str, Any]) -> Signal:
             f"argument topic {_show(signal.topic)} starts with '$'; "
             "topics starting with '$' are reserved for the daemon's own use",
         )
-    return signal
+    return signal, qos_given
 
 
 def _parse_get(id: int, args: dict[str, Any]) -> GetRequest:

@@ -683,9 +683,9 @@ class MeshNode:
         classes: Mapping[QoS, ClassConfig],
         policy: Policy,
         now: float,
-    ) -> int:
-        """Take the settings a config reload may change; return how many
-        topics were rebuilt.
+    ) -> list[str]:
+        """Take the settings a config reload may change; return the topics
+        that got a new filter.
 
         * membership: every peer is kept; see :meth:`Membership.reconfigure`;
         * QoS classes: what is queued goes out under the old settings first;
@@ -706,7 +706,7 @@ class MeshNode:
             sender=self.sender.config,
             policy=policy,
         )
-        rebuilt = 0
+        rebuilt: list[str] = []
         for topic, held in self._topics.items():
             if held.filter is None:
                 continue
@@ -714,7 +714,7 @@ class MeshNode:
             config = policy(topic, kind, dims)
             if config == held.filter.config:
                 continue
-            rebuilt += 1
+            rebuilt.append(topic)
             held.kind = config.kind
             held.filter = ConsensusFilter(config, self.reputation)
             readings = sorted(held.held.items(), key=lambda item: item[1][2])
