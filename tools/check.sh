@@ -9,19 +9,21 @@ set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 bash tools/setup.sh || { echo "check: setup failed"; exit 1; }
+echo "=== setup: ok in ${SECONDS} s"
 export PATH="$PWD/.venv/bin:$PATH"
 
 passed=0
 failed=()
 stage() {
-    local name=$1
+    local name=$1 start=$SECONDS
     shift
     echo "=== $name"
     if "$@"; then
         passed=$((passed + 1))
+        echo "=== $name: ok in $((SECONDS - start)) s"
     else
         failed+=("$name")
-        echo "=== $name FAILED"
+        echo "=== $name FAILED in $((SECONDS - start)) s"
     fi
 }
 
