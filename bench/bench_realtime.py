@@ -63,7 +63,6 @@ for _path in (_ROOT, _HERE):
         sys.path.insert(0, _path)
 
 from bench_mesh import (  # noqa: E402
-    GROUP,
     Dist,
     Node,
     Settings,
@@ -72,6 +71,7 @@ from bench_mesh import (  # noqa: E402
     machine_facts,
     measure_latency,
 )
+from bench_mesh import node_config as bench_mesh_config  # noqa: E402
 
 from cloudkernel.client import Client  # noqa: E402
 from cloudkernel.errors import CloudkernelError  # noqa: E402
@@ -107,31 +107,14 @@ class ModeResult:
 
 
 def node_config(base: Path, node: Node, priority: int, cpu: int) -> str:
-    return f"""
-[node]
-id = {node.id}
-key_file = "{base / "swarm.key"}"
-state_dir = "{base / f"node{node.id}"}"
-
-[mesh]
-interfaces = ["lo"]
-group = "{GROUP}"
-group6 = ""
-port = {node.port}
-
-[control]
-socket = "{node.socket}"
-
+    return (
+        bench_mesh_config(base, node)
+        + f"""
 [realtime]
 priority = {priority}
 cpu = {cpu}
-
-[metrics]
-listen = ""
-
-[log]
-level = "warning"
 """
+    )
 
 
 def _wait_ready(node: Node, timeout: float) -> dict[str, Any]:

@@ -174,6 +174,19 @@ class LocalSwarm:
             time.sleep(0.05)
         raise AssertionError(f"node {node} not ready after {timeout} s ({last}):\n{self.log(node)}")
 
+    def cli(self, node: int, *args: str) -> subprocess.CompletedProcess[str]:
+        """``cloudkernel --socket <node's socket> ARGS`` run to completion (bounded)."""
+        env = {k: v for k, v in os.environ.items() if k != "CLOUDKERNEL_SOCKET"}
+        env["PYTHONPATH"] = str(ROOT)
+        return subprocess.run(
+            [sys.executable, "-m", "cloudkernel", "--socket", self.socket(node), *args],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env=env,
+            check=False,
+        )
+
     def client(self, node: int) -> Client:
         return Client(self.socket(node), timeout=5.0)
 

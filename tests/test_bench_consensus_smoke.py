@@ -10,7 +10,6 @@ and fails (returns 1) when a compiled filter differs from the reference.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import sys
 import types
@@ -18,6 +17,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import benchload
 import pytest
 
 from cloudkernel import consensus
@@ -30,16 +30,7 @@ COMPILED = "cloudkernel.consensus._consensus"
 
 
 def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_consensus_smoke", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[spec.name]
-        raise
-    return module
+    return benchload.load_bench("bench_consensus.py", "bench_consensus_smoke")
 
 
 def run(bench: ModuleType, tmp_path: Path, sizes: str) -> tuple[int, dict[str, Any]]:

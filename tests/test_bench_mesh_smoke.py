@@ -11,13 +11,12 @@ disabled).
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import benchload
 import pytest
 from swarmproc import sandbox_problem
 
@@ -28,16 +27,7 @@ _PROBLEM = sandbox_problem()
 
 
 def load_bench() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("bench_mesh_smoke", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[spec.name]
-        raise
-    return module
+    return benchload.load_bench("bench_mesh.py", "bench_mesh_smoke")
 
 
 @pytest.mark.slow

@@ -9,31 +9,20 @@ the daemons at SCHED_FIFO in a network namespace of their own.
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
-import sys
 from pathlib import Path
 from types import ModuleType
 from typing import Any
 
+import benchload
 import pytest
 
 BENCH = Path(__file__).resolve().parent.parent / "bench" / "bench_realtime.py"
 
 
 def load_bench() -> ModuleType:
-    sys.path.insert(0, str(BENCH.parent))
-    spec = importlib.util.spec_from_file_location("bench_realtime_smoke", BENCH)
-    assert spec is not None and spec.loader is not None
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # dataclasses look their module up here
-    try:
-        spec.loader.exec_module(module)
-    except BaseException:
-        del sys.modules[spec.name]
-        raise
-    return module
+    return benchload.load_bench("bench_realtime.py", "bench_realtime_smoke")
 
 
 @pytest.mark.slow

@@ -59,15 +59,7 @@ def swarm3(tmp_path: Path) -> Iterator[LocalSwarm]:
 
 
 def cli(swarm: LocalSwarm, node: int, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run(
-        [sys.executable, "-m", "cloudkernel", "--socket", swarm.socket(node), *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=env,
-        check=False,
-    )
+    return swarm.cli(node, *args)
 
 
 @needs_sandbox

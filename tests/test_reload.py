@@ -9,15 +9,13 @@ counted in the status.
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from swarmproc import ROOT, LocalSwarm, running_swarm, sandbox_problem
+from swarmproc import LocalSwarm, running_swarm, sandbox_problem
 
 pytestmark = pytest.mark.skipif(
     (problem := sandbox_problem()) is not None,
@@ -34,14 +32,7 @@ def node(tmp_path: Path) -> Iterator[LocalSwarm]:
 
 
 def cli(swarm: LocalSwarm, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "cloudkernel", "--socket", swarm.socket(1), *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=dict(os.environ, PYTHONPATH=str(ROOT)),
-        check=False,
-    )
+    return swarm.cli(1, *args)
 
 
 def reloads(swarm: LocalSwarm) -> dict[str, object]:

@@ -9,17 +9,15 @@ reach register in ``peers``.
 from __future__ import annotations
 
 import json
-import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from swarmproc import FAST_MEMBERSHIP, ROOT, LocalSwarm, running_swarm
+from swarmproc import FAST_MEMBERSHIP, LocalSwarm, running_swarm
 
 from cloudkernel.errors import RequestFailed
 from cloudkernel.sandbox import PrivateNetwork, SandboxError
@@ -51,15 +49,7 @@ def swarm4(tmp_path: Path) -> Iterator[LocalSwarm]:
 
 
 def ck(swarm: LocalSwarm, node: int, *args: str) -> subprocess.CompletedProcess[str]:
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    return subprocess.run(
-        [sys.executable, "-m", "cloudkernel", "--socket", swarm.socket(node), *args],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env=env,
-        check=False,
-    )
+    return swarm.cli(node, *args)
 
 
 def test_the_liar_is_shown_rejected_with_its_reason(swarm4: LocalSwarm) -> None:
