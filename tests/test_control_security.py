@@ -223,7 +223,7 @@ def test_key_rotation_loses_nothing(base: Path) -> None:
                 staged["staged"],
                 before["current"],
             )
-            assert 599.0 < switched["window_left"] <= 600.0
+            assert 599.0 < switched["window_left"] <= 600.0 + 1e-6  # float rounding of now + window
             time.sleep(0.7)
             # Node 3 (old key only) is still heard by both while the old key is held.
             with swarm.client(3) as c3:
