@@ -26,7 +26,7 @@ from typing import Any
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 from prometheus_client.samples import Sample
-from swarmproc import FAST_MEMBERSHIP, METRICS_PORT, LocalSwarm
+from swarmproc import FAST_MEMBERSHIP, METRICS_PORT, LocalSwarm, sandbox_problem
 from test_lag import FakeLoop
 
 from cloudkernel import __version__
@@ -43,7 +43,6 @@ from cloudkernel.daemon import topic_policy
 from cloudkernel.metrics import DaemonCollector, TopicSelection, renderer
 from cloudkernel.realtime import RealtimeStatus
 from cloudkernel.reload import ReloadStats
-from cloudkernel.sandbox import PrivateNetwork, SandboxError
 from cloudkernel.timing import DurationHistogram, HistogramStatistics
 
 KEY = KeyRing(SwarmKey(bytes(range(32))))
@@ -320,17 +319,7 @@ def test_duration_histogram_counts_into_cumulative_buckets() -> None:
 # -- real daemons ------------------------------------------------------------------
 
 
-def _sandbox_problem() -> str | None:
-    if shutil.which("unshare") is None:
-        return "util-linux is missing"
-    try:
-        PrivateNetwork().close()
-    except SandboxError as exc:
-        return str(exc)
-    return None
-
-
-_PROBLEM = _sandbox_problem()
+_PROBLEM = sandbox_problem()
 needs_sandbox = pytest.mark.skipif(
     _PROBLEM is not None, reason=f"no private network namespace: {_PROBLEM}"
 )

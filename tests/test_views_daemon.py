@@ -10,30 +10,17 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from swarmproc import FAST_MEMBERSHIP, LocalSwarm, running_swarm
+from swarmproc import FAST_MEMBERSHIP, LocalSwarm, running_swarm, sandbox_problem
 
 from cloudkernel.errors import RequestFailed
-from cloudkernel.sandbox import PrivateNetwork, SandboxError
 
-
-def _sandbox_problem() -> str | None:
-    if shutil.which("unshare") is None:
-        return "util-linux is missing (no unshare)"
-    try:
-        PrivateNetwork().close()
-    except SandboxError as exc:
-        return str(exc)
-    return None
-
-
-_PROBLEM = _sandbox_problem()
+_PROBLEM = sandbox_problem()
 pytestmark = pytest.mark.skipif(
     _PROBLEM is not None, reason=f"no private network namespace: {_PROBLEM}"
 )
