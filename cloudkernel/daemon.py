@@ -37,7 +37,7 @@ import re
 import signal
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from . import __version__, keyrotation
@@ -661,6 +661,7 @@ class Daemon:
                 "relayed": stats.relayed,
             },
             "heartbeats": stats.heartbeats,
+            "membership": asdict(self.node.membership.statistics()),
             "drops": {k: v for k, v in stats.drops.items() if v},
             "unfused": {k: v for k, v in stats.unfused.items() if v},
             "datagrams": {

@@ -153,6 +153,8 @@ def test_loss_is_recovered_end_to_end(tmp_path: Path) -> None:
         delivered = status["signals"]["delivered"]
         assert status["datagrams"]["injected_drops"] > 50
         assert status["signals"]["recovered"] > 0
+        assert status["membership"]["joined"] >= 1
+        assert status["membership"]["false_deaths"] == 0
         assert delivered >= 0.999 * sent, f"{delivered} of {sent} delivered"
     finally:
         swarm.close()
