@@ -1,0 +1,173 @@
+"""The soak workload: who publishes what, when; shared by every agent of a run.
+
+A :class:`Plan` is written once by the soak runner as JSON and read by the
+agent of each node (cloudkernel's, :mod:`cloudkernel.cluster.agent`, and
+those of the peer systems measured beside it), so every system gets exactly
+the same load.  ``t0`` is a ``time.monotonic()`` instant: that clock is the
+same in every network namespace of a host, so send and receive times of
+different agents compare directly.
+
+Pure: no I/O beyond (de)serialising.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+__all__ = ["CLASSES", "Plan", "PlanError", "Publisher", "make_plan", "next_slot", "truth"]
+
+CLASSES = ("critical", "normal", "bulk")
+
+
+class PlanError(ValueError):
+    """A plan that does not hold together."""
+
+
+def truth(t: float) -> float:
+    """The quantity every honest publisher measures at time ``t`` (seconds):
+    slow enough that readings a second apart agree within the noise."""
+    return 10.0 + math.sin(t / 20.0)
+
+
+@dataclass(frozen=True)
+class Publisher:
+    node: int
+    topic: str
+    #: QoS class: critical, normal or bulk
+    qos: str
+    #: signals per second
+    rate: float
+    liar: bool = False
+    #: the signal's lifetime, seconds
+    ttl: float = 5.0
+    kind: str = "float"
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["class"] = data.pop("qos")
+        return data
+
+
+@dataclass(frozen=True)
+class Plan:
+    t0: float
+    duration: float
+    drain: float
+    nodes: tuple[int, ...]
+    publishers: tuple[Publisher, ...]
+    seed: int = 0
+    #: the glob every agent watches
+    pattern: str = "soak/*"
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def end(self) -> float:
+        return self.t0 + self.duration
+
+    def rate(self) -> float:
+        """Signals published per second by the whole swarm."""
+        return sum(p.rate for p in self.publishers)
+
+    def class_of(self, topic: str) -> str:
+        for p in self.publishers:
+            if p.topic == topic:
+                return p.qos
+        raise PlanError(f"no publisher of {topic!r}")
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "t0": self.t0,
+            "duration": self.duration,
+            "drain": self.drain,
+            "nodes": list(self.nodes),
+            "publishers": [p.to_dict() for p in self.publishers],
+            "seed": self.seed,
+            "pattern": self.pattern,
+            **self.extra,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Plan:
+        try:
+            publishers = tuple(
+                Publisher(
+                    node=int(p["node"]),
+                    topic=str(p["topic"]),
+                    qos=str(p["class"]),
+                    rate=float(p["rate"]),
+                    liar=bool(p.get("liar", False)),
+                    ttl=float(p.get("ttl", 5.0)),
+                    kind=str(p.get("kind", "float")),
+                )
+                for p in data["publishers"]
+            )
+            known = {"t0", "duration", "drain", "nodes", "publishers", "seed", "pattern"}
+            plan = cls(
+                t0=float(data["t0"]),
+                duration=float(data["duration"]),
+                drain=float(data["drain"]),
+                nodes=tuple(int(n) for n in data["nodes"]),
+                publishers=publishers,
+                seed=int(data.get("seed", 0)),
+                pattern=str(data.get("pattern", "soak/*")),
+                extra={k: v for k, v in data.items() if k not in known},
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise PlanError(f"bad plan: {exc!r}") from exc
+        for p in plan.publishers:
+            if p.qos not in CLASSES or not p.rate > 0 or p.node not in plan.nodes:
+                raise PlanError(f"bad publisher {p}")
+        return plan
+
+
+def next_slot(t0: float, rate: float, slot: int, now: float) -> tuple[int, int]:
+    """The slot to publish next and how many were skipped to get there.
+
+    Slot ``k`` is due at ``t0 + k / rate``.  A slot more than one period late
+    is skipped (the publisher fell behind, e.g. its daemon was down): the
+    schedule resumes at the latest slot due instead of bursting to catch up.
+    """
+    latest_due = math.floor((now - t0) * rate)
+    if latest_due - 1 > slot:
+        return latest_due, latest_due - slot
+    return slot, 0
+
+
+def make_plan(
+    *,
+    nodes: Sequence[int],
+    t0: float,
+    duration: float,
+    drain: float = 3.0,
+    topics_per_class: int = 2,
+    publishers_per_topic: int = 4,
+    rates: dict[str, float] | None = None,
+    liars: Sequence[int] = (),
+    seed: int = 0,
+) -> Plan:
+    """Several publishers per topic, several topics per class, some liars.
+
+    Publishers of a topic are distinct nodes, assigned round-robin from a
+    seeded shuffle so the load spreads over the nodes.  ``rates``: signals
+    per second per publisher for each class (default critical 10, normal
+    10, bulk 5).
+    """
+    per_class = rates if rates is not None else {"critical": 10.0, "normal": 10.0, "bulk": 5.0}
+    if publishers_per_topic > len(nodes):
+        raise PlanError(f"{publishers_per_topic} publishers per topic need as many nodes")
+    order = list(nodes)
+    random.Random(seed).shuffle(order)
+    publishers = []
+    turn = 0
+    for qos in CLASSES:
+        for j in range(topics_per_class):
+            topic = f"soak/{qos}/{j}"
+            for _ in range(publishers_per_topic):
+                node = order[turn % len(order)]
+                turn += 1
+                publishers.append(Publisher(node, topic, qos, per_class[qos], node in liars))
+    return Plan(t0, duration, drain, tuple(nodes), tuple(publishers), seed)
