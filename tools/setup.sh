@@ -28,6 +28,8 @@ debian_packages() {
     command -v systemd-analyze >/dev/null || need+=(systemd)
     command -v systemd-nspawn >/dev/null || need+=(systemd-container)
     command -v debootstrap >/dev/null || need+=(debootstrap)
+    # the lcm wheel (soak agents' tests) links to the system's GLib
+    [[ "$(ldconfig -p 2>/dev/null)" == *libglib-2.0.so.0* ]] || need+=(libglib2.0-0)
     [ ${#need[@]} -eq 0 ] && return 0
     if [ "$(id -u)" -ne 0 ]; then
         echo "setup: not root, cannot install ${need[*]}; the tests that need them will skip" >&2
