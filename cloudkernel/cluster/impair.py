@@ -208,6 +208,7 @@ class LinkState:
         self.rng = rng
         self.counters = LinkCounters()
         self.impairment = _CLEAR
+        self.clear = True
         self.in_bad_state = False
         # the due time of the last frame sent in order: jitter never lets a
         # later frame go before it
@@ -220,6 +221,8 @@ class LinkState:
         """
         old = self.impairment
         self.impairment = impairment
+        #: the link passes every frame at once, untouched (a fast path for the switch)
+        self.clear = impairment.is_clear
         if (old.burst_loss, old.burst_length) != (impairment.burst_loss, impairment.burst_length):
             self.in_bad_state = bool(impairment.burst_loss) and (
                 self.rng.random() < impairment.burst_loss
@@ -229,10 +232,10 @@ class LinkState:
         """The copies of a frame entering the link at ``now`` (none: lost)."""
         counters = self.counters
         counters.frames_in += 1
-        imp = self.impairment
-        if imp is _CLEAR or imp.is_clear:
+        if self.clear:
             counters.forwarded += 1
             return [Copy(now, False)]
+        imp = self.impairment
         rng = self.rng
         if imp.burst_loss:
             lost = self.in_bad_state
