@@ -1,16 +1,30 @@
-"""The cluster switch (cloudkernel.cluster.switch), driven with fake sockets (no root)."""
+"""The cluster switch (cloudkernel.cluster.switch) and network (cloudkernel.cluster.network).
+
+The first part drives :class:`Switch` with fake sockets (no root).  The
+second builds real 3-node networks (root only; skipped with the reason
+otherwise): UDP multicast from n1 to receivers in n2 and n3, each a small
+script run inside its node's namespace with bounded waits.
+"""
 
 from __future__ import annotations
 
+import json
 import math
 import os
 import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
 from typing import Any, cast
 
 import pytest
 
+from cloudkernel.cluster import network
 from cloudkernel.cluster import switch as switch_module
 from cloudkernel.cluster.impair import Impairment
+from cloudkernel.cluster.network import ClusterNetwork
 from cloudkernel.cluster.switch import (
     Port,
     Switch,
@@ -300,3 +314,300 @@ def test_realtime_refusal_is_a_warning(
 def test_switch_config_round_trip() -> None:
     config = SwitchConfig(Impairment(loss=0.5), {"n1>*": Impairment(delay_ms=3)}, frozenset())
     assert parse_switch_config(config.to_dict(), ["n1", "n2"]) == config
+
+
+# -- real networks (root) --------------------------------------------------------------
+
+PROBLEM = network.problem()
+needs_root = pytest.mark.skipif(PROBLEM is not None, reason=str(PROBLEM))
+PORT = 7731
+
+#: run in a node: joins the group on eth0, counts datagrams until SIGTERM, prints JSON
+RECEIVER = r"""
+import json, signal, socket, struct, sys, time, zlib
+family, group, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
+pattern = bytes(range(52))
+if family == "6":
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    s.bind(("::", port))
+    index = struct.pack("@I", socket.if_nametoindex("eth0"))
+    join = socket.inet_pton(socket.AF_INET6, group) + index
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_JOIN_GROUP, join)
+else:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    s.bind(("", port))
+    join = socket.inet_aton(group) + socket.inet_aton("0.0.0.0")
+    s.setsockopt(socket.IPPROTO_IP, socket.IP_ADD_MEMBERSHIP, join)
+s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+s.settimeout(0.05)
+signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+seqs, changed, latencies = [], 0, []
+print("ready", flush=True)
+try:
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            data = s.recv(65536)
+        except socket.timeout:
+            continue
+        now = time.monotonic()
+        if len(data) != 68 or zlib.crc32(data[:-4]).to_bytes(4, "big") != data[-4:]:
+            changed += 1
+            continue
+        seq, sent = struct.unpack_from("!Id", data)
+        seqs.append(seq)
+        latencies.append(now - sent)
+finally:
+    print(json.dumps({"seqs": seqs, "changed": changed, "latencies": latencies}), flush=True)
+"""
+
+#: run in a node: sends COUNT datagrams (sequence number, send time, fixed pattern, CRC-32)
+SENDER = r"""
+import socket, struct, sys, time, zlib
+family, group, port, count = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+pattern = bytes(range(52))
+if family == "6":
+    s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+    index = socket.if_nametoindex("eth0")
+    s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_MULTICAST_IF, index)
+    address = (group, port, 0, index)
+else:
+    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    address = (group, port)
+for seq in range(count):
+    body = struct.pack("!Id", seq, time.monotonic()) + pattern
+    s.sendto(body + zlib.crc32(body).to_bytes(4, "big"), address)
+    time.sleep(0.0002)
+"""
+
+
+def multicast(
+    net: ClusterNetwork,
+    count: int,
+    *,
+    sender: int = 1,
+    receivers: tuple[int, ...] = (2, 3),
+    family: str = "4",
+    linger: float = 0.25,
+) -> dict[int, dict[str, Any]]:
+    """``count`` datagrams from ``sender`` to a group; what each receiver got."""
+    group = "ff02::77" if family == "6" else "239.77.0.1"
+    listening = {
+        i: net.popen(
+            i,
+            [sys.executable, "-c", RECEIVER, family, group, str(PORT)],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for i in receivers
+    }
+    for proc in listening.values():
+        assert proc.stdout is not None and proc.stdout.readline() == "ready\n"
+    sent = net.run(sender, [sys.executable, "-c", SENDER, family, group, str(PORT), str(count)])
+    assert sent.returncode == 0
+    time.sleep(linger)  # what is on the way, and delayed frames, arrive
+    results = {}
+    for i, proc in listening.items():
+        proc.terminate()
+        out, _ = proc.communicate(timeout=10)
+        results[i] = json.loads(out.strip().splitlines()[-1])
+    return results
+
+
+def within_binomial(count: int, trials: int, p: float) -> bool:
+    return abs(count - trials * p) <= 5 * math.sqrt(trials * p * (1 - p))
+
+
+@pytest.fixture(scope="module")
+def shared_net() -> Iterator[ClusterNetwork]:
+    if PROBLEM is not None:
+        pytest.skip(PROBLEM)
+    with ClusterNetwork(3, name="test", seed=3) as net:
+        yield net
+
+
+@pytest.fixture
+def net(shared_net: ClusterNetwork) -> Iterator[ClusterNetwork]:
+    yield shared_net
+    shared_net.heal()
+    shared_net.set_impairment({})
+
+
+@needs_root
+def test_no_impairment_delivers_everything(net: ClusterNetwork) -> None:
+    for i, got in multicast(net, 500).items():
+        assert sorted(got["seqs"]) == list(range(500)) and got["changed"] == 0, i
+    assert net.stats()["totals"]["dropped_iid"] == 0
+
+
+@needs_root
+def test_loss_on_one_link(net: ClusterNetwork) -> None:
+    net.set_impairment({"links": {"n1>n2": {"loss": 0.1}}})
+    got = multicast(net, 2000)
+    assert within_binomial(2000 - len(got[2]["seqs"]), 2000, 0.1), len(got[2]["seqs"])
+    assert len(got[3]["seqs"]) == 2000
+    links = net.stats()["links"]
+    assert links["n1>n2"]["dropped_iid"] >= 2000 - len(got[2]["seqs"])
+    assert links["n1>n3"]["dropped_iid"] == 0
+
+
+@needs_root
+@pytest.mark.parametrize("family", ["4", "6"])
+def test_corrupted_datagrams_reach_the_receiver(net: ClusterNetwork, family: str) -> None:
+    net.set_impairment({"default": {"corrupt": 1.0}})
+    for got in multicast(net, 200, family=family).values():
+        assert got["changed"] == 200 and got["seqs"] == []  # the kernel accepted every one
+    assert net.stats()["links"]["n1>n2"]["corrupted"] >= 200
+
+
+@needs_root
+def test_duplicates(net: ClusterNetwork) -> None:
+    net.set_impairment({"default": {"duplicate": 1.0}})
+    for got in multicast(net, 300).values():
+        assert sorted(got["seqs"]) == sorted(list(range(300)) * 2)
+
+
+@needs_root
+def test_delay(net: ClusterNetwork) -> None:
+    net.set_impairment({"links": {"n1>*": {"delay_ms": 20}}})
+    for got in multicast(net, 100).values():
+        assert len(got["seqs"]) == 100
+        assert 0.020 <= min(got["latencies"]) and max(got["latencies"]) < 0.5
+
+
+@needs_root
+def test_partition_and_heal(net: ClusterNetwork) -> None:
+    net.partition([1])
+    got = multicast(net, 100)
+    assert got[2]["seqs"] == [] and got[3]["seqs"] == []
+    got = multicast(net, 100, sender=2, receivers=(1, 3))
+    assert got[1]["seqs"] == [] and len(got[3]["seqs"]) == 100  # the rest still talk
+    assert net.stats()["links"]["n2>n1"]["dropped_blocked"] >= 100
+    net.heal([1])
+    got = multicast(net, 100)
+    assert len(got[2]["seqs"]) == 100 and len(got[3]["seqs"]) == 100
+    with pytest.raises(ValueError, match="no partition"):
+        net.heal([2])
+
+
+@needs_root
+def test_unplug_and_plug(net: ClusterNetwork) -> None:
+    net.unplug(2)
+    got = multicast(net, 100)
+    assert got[2]["seqs"] == [] and len(got[3]["seqs"]) == 100
+    net.plug(2)
+    time.sleep(0.1)  # the carrier comes back
+    got = multicast(net, 100)
+    assert len(got[2]["seqs"]) == 100
+
+
+@needs_root
+def test_nft_drop(net: ClusterNetwork) -> None:
+    net.nft_drop(2, 20, port=PORT)
+    try:
+        got = multicast(net, 2000)
+    finally:
+        net.nft_drop(2, 0)
+    assert within_binomial(2000 - len(got[2]["seqs"]), 2000, 0.2), len(got[2]["seqs"])
+    assert len(got[3]["seqs"]) == 2000
+
+
+@needs_root
+def test_rate_limit_installs_a_token_bucket(net: ClusterNetwork) -> None:
+    net.rate_limit(3, "10mbit")
+    shown = net.run(3, ["tc", "qdisc", "show", "dev", "eth0"], capture_output=True, text=True)
+    assert "tbf" in shown.stdout and "10Mbit" in shown.stdout
+    net.rate_limit(3, None)
+    with pytest.raises(ValueError, match="rate"):
+        net.rate_limit(3, "fast")
+
+
+@needs_root
+def test_bad_configs(net: ClusterNetwork) -> None:
+    with pytest.raises(ValueError, match="loss=3"):
+        net.set_impairment({"default": {"loss": 3}})
+    with pytest.raises(ValueError, match="no port 'n7'"):
+        net.set_impairment({"links": {"n1>n7": {}}})
+    # A bad file reaching the switch anyway: reported, counted, the old config kept.
+    net.set_impairment({"default": {"loss": 0.25}})
+    before = net.stats()
+    with open(net.config_path, "w") as file:
+        file.write("{not json")
+    assert net.switch_process is not None
+    net.switch_process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while net.stats()["config_errors"] == before["config_errors"]:
+        assert time.monotonic() < deadline
+    after = net.stats()
+    assert after["config_reloads"] == before["config_reloads"]
+    assert after["config"]["default"] == {"loss": 0.25}
+
+
+def own_namespaces(prefix: str) -> list[str]:
+    return [name for name in network.cluster_namespaces() if name.startswith(prefix)]
+
+
+@needs_root
+def test_close_leaves_nothing() -> None:
+    net = ClusterNetwork(2, name="close", realtime_switch=10, rate_limit="100mbit")
+    assert len(own_namespaces(net.prefix)) == 3
+    switch = net.switch_process
+    net.close()
+    assert own_namespaces(net.prefix) == [] and not os.path.exists(net.workdir)
+    assert switch is not None and switch.returncode == 0  # SIGTERM: stats written, exit 0
+    assert net.stats() == net.final_stats and net.final_stats is not None
+    net.close()  # twice is fine
+
+
+#: a harness in a child process: builds a network, says so, waits to be killed
+HARNESS = r"""
+import sys, time
+from cloudkernel.cluster.network import ClusterNetwork
+net = ClusterNetwork(2, name=sys.argv[1])
+print(net.prefix, net.switch_process.pid, flush=True)
+time.sleep(60)
+"""
+
+
+def start_harness(name: str) -> tuple[subprocess.Popen[str], str, int]:
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HARNESS, name], stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    prefix, switch_pid = proc.stdout.readline().split()
+    assert len(own_namespaces(prefix)) == 3
+    return proc, prefix, int(switch_pid)
+
+
+def gone(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    # a zombie of the killed harness's is gone too (only its parent could reap it)
+    with open(f"/proc/{pid}/stat") as stat:
+        return stat.read().split(") ")[1].startswith("Z")
+
+
+@needs_root
+def test_leftovers_of_a_killed_harness_are_removed() -> None:
+    proc, prefix, switch_pid = start_harness("killed")
+    proc.kill()
+    proc.wait(10)
+    assert len(own_namespaces(prefix)) == 3  # SIGKILL: no cleanup ran
+    removed = network.remove_leftovers()
+    assert sorted(removed) == sorted(f"{prefix}-{role}" for role in ("sw", "n1", "n2"))
+    assert own_namespaces(prefix) == []
+    deadline = time.monotonic() + 5
+    while not gone(switch_pid):
+        assert time.monotonic() < deadline
+        time.sleep(0.01)
+
+
+@needs_root
+def test_ctrl_c_tears_everything_down() -> None:
+    proc, prefix, switch_pid = start_harness("ctrlc")
+    proc.send_signal(signal.SIGINT)
+    proc.wait(15)
+    assert own_namespaces(prefix) == []
+    assert gone(switch_pid)
