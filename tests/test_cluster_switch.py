@@ -8,13 +8,16 @@ script run inside its node's namespace with bounded waits.
 
 from __future__ import annotations
 
+import glob
 import json
 import math
 import os
 import random
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from typing import Any, cast
@@ -502,6 +505,7 @@ def test_unplug_and_plug(net: ClusterNetwork) -> None:
 
 
 @needs_root
+@pytest.mark.skipif(shutil.which("nft") is None, reason="nftables is not installed")
 def test_nft_drop(net: ClusterNetwork) -> None:
     net.nft_drop(2, 20, port=PORT)
     try:
@@ -598,6 +602,7 @@ def test_leftovers_of_a_killed_harness_are_removed() -> None:
     removed = network.remove_leftovers()
     assert sorted(removed) == sorted(f"{prefix}-{role}" for role in ("sw", "n1", "n2"))
     assert own_namespaces(prefix) == []
+    assert glob.glob(os.path.join(tempfile.gettempdir(), f"{prefix}-*")) == []  # its workdir
     deadline = time.monotonic() + 5
     while not gone(switch_pid):
         assert time.monotonic() < deadline
@@ -611,3 +616,23 @@ def test_ctrl_c_tears_everything_down() -> None:
     proc.wait(15)
     assert own_namespaces(prefix) == []
     assert gone(switch_pid)
+
+
+@needs_root
+def test_a_stray_switch_of_a_dead_run_is_killed() -> None:
+    finished = subprocess.Popen(["true"])
+    finished.wait()  # its pid: a harness that is gone
+    workdir = tempfile.mkdtemp(prefix=f"ckc{finished.pid}-stray-")
+    # looks like a switch to remove_leftovers(): the module's name and --stats in its argv
+    looks_like_switch = ["-m", "cloudkernel.cluster.switch", "--stats", f"{workdir}/stats.json"]
+    stray = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)", *looks_like_switch]
+    )
+    try:
+        network.remove_leftovers()
+        assert stray.wait(5) == -signal.SIGKILL
+        assert not os.path.exists(workdir)
+    finally:
+        stray.kill()
+        stray.wait()
+        shutil.rmtree(workdir, ignore_errors=True)

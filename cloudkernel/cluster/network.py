@@ -118,16 +118,53 @@ def remove_leftovers() -> list[str]:
         match = _NAMESPACE.match(name)
         if match is None or not _is_leftover(int(match.group(1)), name):
             continue
-        for pid in _run(["ip", "netns", "pids", name], check=False).split():
+        for inside in _run(["ip", "netns", "pids", name], check=False).split():
             with contextlib.suppress(ProcessLookupError, ValueError):
-                os.kill(int(pid), signal.SIGKILL)
+                os.kill(int(inside), signal.SIGKILL)
         _run(["ip", "netns", "del", name], check=False)
         removed.append(name)
+    # A switch can outlive its namespace's name (deleted by hand, say): find it
+    # by the working directory of its run on its command line.
+    for pid, argv in _switch_processes():
+        match = _WORKDIR.match(os.path.basename(os.path.dirname(_option(argv, "--stats"))))
+        if match and _is_leftover(int(match.group(1)), _run_namespace(argv)):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
     for path in glob.glob(os.path.join(tempfile.gettempdir(), "ckc*")):
         match = _WORKDIR.match(os.path.basename(path))
-        if match and not _alive(int(match.group(1))) and int(match.group(1)) != os.getpid():
+        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
             shutil.rmtree(path, ignore_errors=True)
     return removed
+
+
+def _switch_processes() -> list[tuple[int, list[str]]]:
+    """(pid, argv) of every cluster switch process on the host."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as file:
+                argv = file.read().decode(errors="replace").split("\0")
+        except OSError:
+            continue  # gone meanwhile
+        if "cloudkernel.cluster.switch" in argv:
+            found.append((int(entry), argv))
+    return found
+
+
+def _option(argv: Sequence[str], option: str) -> str:
+    """The value after ``option`` in ``argv`` ("" if absent)."""
+    for i, arg in enumerate(argv[:-1]):
+        if arg == option:
+            return argv[i + 1]
+    return ""
+
+
+def _run_namespace(argv: Sequence[str]) -> str:
+    """The switch namespace name of the run a switch's working directory belongs to."""
+    workdir = os.path.basename(os.path.dirname(_option(argv, "--stats")))
+    return workdir.rsplit("-", 1)[0] + "-sw"
 
 
 def problem() -> str | None:
