@@ -82,11 +82,15 @@ PACKET_MR_PROMISC = 1
 PACKET_IGNORE_OUTGOING = 23
 PACKET_OUTGOING = 4
 PACKET_STATISTICS = 6
+#: Linux's SO_RCVBUFFORCE (x86-64 and arm64), which Python's socket module lacks
+SO_RCVBUFFORCE = 33
 ETH_HEADER = 14
 #: largest frame read (a 64 KiB GSO frame would not fit a veth's MTU anyway)
 MAX_FRAME = 65_600
 #: frames read from one port before the others get their turn
 RECEIVE_BATCH = 64
+#: bytes of kernel buffer per port for frames not read yet
+RECEIVE_BUFFER = 8 << 20
 #: learnt MAC addresses kept before the table is forgotten and relearnt
 MAX_MACS = 4096
 _PORT_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,32}$")
@@ -512,7 +516,12 @@ def open_port(name: str, ifname: str) -> Port:
             sock.setsockopt(SOL_PACKET, PACKET_IGNORE_OUTGOING, 1)
         except OSError:
             pass
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4 << 20)
+        try:
+            # Room for bursts while the switch is busy: beyond net.core.rmem_max
+            # (about 200 KiB, a few hundred frames), which only root may exceed.
+            sock.setsockopt(socket.SOL_SOCKET, SO_RCVBUFFORCE, RECEIVE_BUFFER)
+        except OSError:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
         sock.setblocking(False)
     except BaseException:
         sock.close()
