@@ -481,6 +481,16 @@ def test_delay(net: ClusterNetwork) -> None:
 
 
 @needs_root
+def test_reorder(net: ClusterNetwork) -> None:
+    net.set_impairment({"links": {"n1>n2": {"reorder": 0.3, "reorder_ms": 3}}})
+    got = multicast(net, 300, receivers=(2,))[2]
+    assert sorted(got["seqs"]) == list(range(300))
+    overtaken = sum(a > b for a, b in zip(got["seqs"], got["seqs"][1:], strict=False))
+    assert overtaken > 30  # about 0.3 x 300 frames arrive after a later one
+    assert net.stats()["links"]["n1>n2"]["reordered"] >= overtaken
+
+
+@needs_root
 def test_partition_and_heal(net: ClusterNetwork) -> None:
     net.partition([1])
     got = multicast(net, 100)
@@ -551,6 +561,19 @@ def test_bad_configs(net: ClusterNetwork) -> None:
 
 def own_namespaces(prefix: str) -> list[str]:
     return [name for name in network.cluster_namespaces() if name.startswith(prefix)]
+
+
+@needs_root
+def test_arguments_are_checked_before_anything_is_built() -> None:
+    for bad in (
+        {"nodes": 0},
+        {"nodes": 2, "name": "Bad-Name"},
+        {"nodes": 2, "impairment": {"default": {"loss": 2}}},
+        {"nodes": 2, "rate_limit": "lots"},
+    ):
+        with pytest.raises(ValueError):
+            ClusterNetwork(**bad)
+    assert own_namespaces(f"ckc{os.getpid()}-") == own_namespaces(f"ckc{os.getpid()}-test-")
 
 
 @needs_root

@@ -238,7 +238,10 @@ class ClusterNetwork:
         #: the switch's stats as it wrote them on exit (after close())
         self.final_stats: dict[str, Any] | None = None
         self._closed = False
-        self._check_config(self._switch_config())  # a bad config fails before any root work
+        # bad arguments fail before any root work
+        self._check_config(self._switch_config())
+        if rate_limit is not None:
+            _tbf_burst_bytes(rate_limit)
         self.workdir = tempfile.mkdtemp(prefix=f"{self.prefix}-")
         self.config_path = os.path.join(self.workdir, "switch.json")
         self.stats_path = os.path.join(self.workdir, "stats.json")
