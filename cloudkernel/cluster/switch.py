@@ -16,9 +16,9 @@ as 7 radios lose frames independently.
 The config file is a JSON object (every key optional)::
 
     {"default": {...},                 # the impairment of every link not named below
-     "links": {"n1>n2": {...},         # one directed link
-               "n2>*": {...},          # every link out of n2's ingress
-               "*>n3": {...}},         # every link into n3
+     "links": {"n1>n2": {...},         # frames in at port n1, out at port n2
+               "n2>*": {...},          # frames in at n2, whatever port they leave by
+               "*>n3": {...}},         # frames out at n3, whatever port they came in by
      "blocked": ["n1>n3", "n3>n1"]}    # links that carry nothing (a partition)
 
 The most specific entry wins, whole (settings are not merged between
