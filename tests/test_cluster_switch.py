@@ -614,8 +614,11 @@ def gone(pid: int) -> bool:
     except ProcessLookupError:
         return True
     # a zombie of the killed harness's is gone too (only its parent could reap it)
-    with open(f"/proc/{pid}/stat") as stat:
-        return stat.read().split(") ")[1].startswith("Z")
+    try:
+        with open(f"/proc/{pid}/stat") as stat:
+            return stat.read().split(") ")[1].startswith("Z")
+    except FileNotFoundError:
+        return True  # reaped meanwhile
 
 
 @needs_root
