@@ -457,6 +457,21 @@ def test_loss_on_one_link(net: ClusterNetwork) -> None:
 
 
 @needs_root
+def test_burst_loss(net: ClusterNetwork) -> None:
+    net.set_impairment({"links": {"n1>n3": {"burst_loss": 0.1, "burst_length": 5}}})
+    got = multicast(net, 2000)
+    lost = sorted(set(range(2000)) - set(got[3]["seqs"]))
+    # bursts: far fewer runs of lost datagrams than lost datagrams (iid: about 0.9 x as many)
+    runs = sum(1 for a, b in zip([-2, *lost], lost, strict=False) if b != a + 1)
+    # the count's spread is a binomial's times (1 + r) / (1 - r), r = 1 - 0.1 / (5 x 0.9) - 1 / 5
+    r = 1 - 0.1 / 4.5 - 0.2
+    sigma = math.sqrt(2000 * 0.1 * 0.9 * (1 + r) / (1 - r))
+    assert abs(len(lost) - 200) <= 5 * sigma and runs < 0.5 * len(lost), (len(lost), runs)
+    assert len(got[2]["seqs"]) == 2000
+    assert net.stats()["links"]["n1>n3"]["dropped_burst"] >= len(lost)
+
+
+@needs_root
 @pytest.mark.parametrize("family", ["4", "6"])
 def test_corrupted_datagrams_reach_the_receiver(net: ClusterNetwork, family: str) -> None:
     net.set_impairment({"default": {"corrupt": 1.0}})
