@@ -20,6 +20,9 @@ debian_packages() {
     # the demo swarm and the daemon tests run in a private network namespace
     command -v ip >/dev/null || need+=(iproute2)
     command -v nsenter >/dev/null || need+=(util-linux)
+    # the cluster harness: checksum offload off on its veths, random drop on a node's input
+    command -v ethtool >/dev/null || need+=(ethtool)
+    command -v nft >/dev/null || need+=(nftables)
     # promtool and a Prometheus server for the exporter's tests.  The package
     # may start its own service on :9090; the tests run theirs in a private
     # network namespace and never talk to it.
