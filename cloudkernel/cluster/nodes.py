@@ -272,6 +272,8 @@ state_dir = "{base / f"n{node}" / "state"}"
 [mesh]
 interfaces = ["{interface}"]
 group6 = ""
+# one daemon per node, as on a real board: no copies of our own datagrams
+loopback = {"true" if interface == "lo" else "false"}
 
 [control]
 socket = "{socket}"
