@@ -40,6 +40,7 @@ import json
 import math
 import os
 import shutil
+import signal
 import statistics
 import subprocess
 import sys
@@ -57,7 +58,7 @@ from cloudkernel.client import Client  # noqa: E402
 from cloudkernel.cluster import cgroup, network  # noqa: E402
 from cloudkernel.cluster.chaos import KINDS, ChaosEvent, schedule  # noqa: E402
 from cloudkernel.cluster.network import ClusterNetwork  # noqa: E402
-from cloudkernel.cluster.nodes import ClusterNodes, sample_process  # noqa: E402
+from cloudkernel.cluster.nodes import ClusterNodes, die_with_parent, sample_process  # noqa: E402
 from cloudkernel.cluster.plan import Plan, make_plan  # noqa: E402
 from cloudkernel.cluster.records import (  # noqa: E402
     Availability,
@@ -313,6 +314,7 @@ def run_cloudkernel(args: argparse.Namespace, base: Path) -> RunResult:
                         nodes.socket(node),
                     ],
                     env={**os.environ, "PYTHONPATH": str(ROOT)},
+                    preexec_fn=die_with_parent,
                 )
             availability = Availability()
             obs = Observations()
@@ -400,7 +402,9 @@ def run_peer(system: str, args: argparse.Namespace, base: Path) -> RunResult:
                 f"10.77.0.{node}",
             ]
             agents[node] = subprocess.Popen(
-                net.command(node, argv), env={**os.environ, "PYTHONPATH": str(ROOT)}
+                net.command(node, argv),
+                env={**os.environ, "PYTHONPATH": str(ROOT)},
+                preexec_fn=die_with_parent,
             )
         obs = Observations()
         deadline = plan.end + plan.drain + 30
@@ -867,7 +871,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    problem = network.problem() if hasattr(network, "problem") else None
+    # SIGTERM unwinds like Ctrl-C: daemons stopped, namespaces and cgroups removed.
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    problem = network.problem()
     if os.geteuid() != 0:
         problem = "the soak cluster needs root (network namespaces, the switch, cgroups)"
     if problem:

@@ -13,13 +13,16 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from cloudkernel.cluster import network
+from cloudkernel.cluster import cgroup, network
 
 ROOT = Path(__file__).resolve().parent.parent
 problem = network.problem()
@@ -79,3 +82,100 @@ def test_short_soak_with_loss_and_a_kill(tmp_path: Path) -> None:
     assert ck["fec"]["signals_recovered"] > 0
     assert plot_path.stat().st_size > 10_000
     assert done.returncode == 0, done.stdout[-3000:]
+
+
+def _soak_process(tmp_path: Path, *extra: str) -> subprocess.Popen[str]:
+    argv = [
+        sys.executable,
+        str(ROOT / "bench" / "soak.py"),
+        "--nodes=3",
+        "--duration=120",
+        "--cpu-quota=0.5",
+        f"--keep={tmp_path / 'run'}",
+        *extra,
+    ]
+    return subprocess.Popen(argv, stdout=subprocess.PIPE, text=True, env=dict(os.environ))
+
+
+def _wait_for_daemons(proc: subprocess.Popen[str]) -> None:
+    assert proc.stdout is not None
+    for _ in range(20):  # bounded: the runner prints a few lines before this one
+        line = proc.stdout.readline()
+        if "daemons up" in line or not line:
+            break
+    assert proc.poll() is None, "the soak runner ended early"
+
+
+def _ours(pid: int) -> list[str]:
+    names = [n for n in network.cluster_namespaces() if f"ckc{pid}-" in n]
+    groups = [p for p in os.listdir(cgroup_root()) if p.startswith(f"cloudkernel-soak-{pid}")]
+    return names + groups
+
+
+def cgroup_root() -> str:
+    from cloudkernel.cluster.cgroup import find_cpu_hierarchy
+
+    hierarchy = find_cpu_hierarchy()
+    assert hierarchy is not None
+    return str(hierarchy.root)
+
+
+def _daemons_of(tmp_path: Path) -> list[int]:
+    """Daemon processes whose config lies under this test's directory."""
+    pids = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                cmdline = f.read().decode(errors="replace")
+        except OSError:
+            continue
+        if str(tmp_path) in cmdline and "cloudkernel\0run" in cmdline:
+            pids.append(int(entry))
+    return pids
+
+
+def _eventually(what: Any, timeout: float = 15.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if what():
+            return True
+        time.sleep(0.1)
+    return bool(what())
+
+
+@pytest.mark.skipif(cgroup.cgroup_problem() is not None, reason=cgroup.cgroup_problem() or "")
+def test_ctrl_c_tears_the_cluster_down(tmp_path: Path) -> None:
+    proc = _soak_process(tmp_path)
+    try:
+        _wait_for_daemons(proc)
+        assert _ours(proc.pid), "the cluster was not built"
+        proc.send_signal(signal.SIGINT)
+        proc.wait(60)
+        assert _ours(proc.pid) == []
+        assert _eventually(lambda: _daemons_of(tmp_path) == [])
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+
+
+@pytest.mark.skipif(cgroup.cgroup_problem() is not None, reason=cgroup.cgroup_problem() or "")
+def test_a_later_run_cleans_up_after_a_crashed_harness(tmp_path: Path) -> None:
+    proc = _soak_process(tmp_path)
+    try:
+        _wait_for_daemons(proc)
+        proc.kill()  # no chance to clean up
+        proc.wait(10)
+        # its daemons die with it; its namespaces and groups stay behind...
+        assert _eventually(lambda: _daemons_of(tmp_path) == [])
+        assert _ours(proc.pid)
+        # ...until the next run (the first thing bench/soak.py does) removes them
+        network.remove_leftovers()
+        cgroup.remove_leftovers()
+        assert _ours(proc.pid) == []
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)

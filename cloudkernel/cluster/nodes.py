@@ -30,7 +30,14 @@ from ..errors import CloudkernelError
 from ..keyfile import generate_key, write_key_file
 from .cgroup import CpuGroup
 
-__all__ = ["ClusterNodes", "Crash", "NodeNetwork", "ProcSample", "sample_process"]
+__all__ = [
+    "ClusterNodes",
+    "Crash",
+    "NodeNetwork",
+    "ProcSample",
+    "die_with_parent",
+    "sample_process",
+]
 
 _PR_SET_PDEATHSIG = 1
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
@@ -70,11 +77,15 @@ def sample_process(pid: int) -> ProcSample | None:
     return ProcSample(rss_kib * 1024, (int(fields[11]) + int(fields[12])) / ticks)
 
 
+def die_with_parent() -> None:
+    """In a child before exec: SIGTERM when the harness dies, even by SIGKILL."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
 def _child_setup(group: CpuGroup | None) -> Callable[[], None]:
     def setup() -> None:
-        # The daemon never outlives the harness, even one killed with SIGKILL.
-        with contextlib.suppress(OSError, AttributeError):
-            ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+        die_with_parent()
         if group is not None:
             group.join()
 
