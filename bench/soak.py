@@ -128,6 +128,14 @@ def impairment_config(args: argparse.Namespace) -> dict[str, Any]:
     return {"default": link, "links": {}}
 
 
+def kernel_loss(net: ClusterNetwork, ids: Sequence[int], args: argparse.Namespace) -> None:
+    """``--nft-loss``: random drop in each node's own kernel (nftables), on
+    top of the switch; every UDP datagram a node receives, whatever its port."""
+    if args.nft_loss:
+        for node in ids:
+            net.nft_drop(node, args.nft_loss * 100)
+
+
 def wait_converged(nodes: ClusterNodes, timeout: float) -> float:
     """Seconds until every node sees every other one alive."""
     start = time.monotonic()
@@ -256,8 +264,10 @@ def run_cloudkernel(args: argparse.Namespace, base: Path) -> RunResult:
         name="soak",
         impairment=impairment_config(args),
         seed=args.seed,
+        rate_limit=args.rate_limit,
         realtime_switch=args.switch_priority or None,
     ) as net:
+        kernel_loss(net, ids, args)
         nodes = ClusterNodes(
             net,
             base / "cloudkernel",
@@ -372,8 +382,10 @@ def run_peer(system: str, args: argparse.Namespace, base: Path) -> RunResult:
         name=f"soak{system[:2]}",
         impairment=impairment_config(args),
         seed=args.seed,
+        rate_limit=args.rate_limit,
         realtime_switch=args.switch_priority or None,
     ) as net:
+        kernel_loss(net, ids, args)
         t0 = time.monotonic() + args.warmup
         plan = make_plan(
             nodes=ids,
@@ -804,6 +816,13 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--loss", type=float, default=0.0, help="iid loss per link, 0..1")
     p.add_argument("--burst-loss", type=float, default=0.0, help="Gilbert-Elliott mean loss, 0..1")
     p.add_argument("--burst-length", type=float, default=4.0, help="mean burst length, frames")
+    p.add_argument(
+        "--nft-loss",
+        type=float,
+        default=0.0,
+        help="iid loss in each node's kernel (nftables random drop), 0..1",
+    )
+    p.add_argument("--rate-limit", default=None, help="each node's egress rate (tbf), e.g. 10mbit")
     p.add_argument("--corrupt", type=float, default=0.0, help="share of frames with a byte flipped")
     p.add_argument("--duplicate", type=float, default=0.0, help="share of frames duplicated")
     p.add_argument("--delay-ms", type=float, default=0.0, help="added one-way delay per link")
