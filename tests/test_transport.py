@@ -273,12 +273,38 @@ def test_a_receive_backlog_sheds_bulk_then_normal_never_critical() -> None:
     assert stats.shed_received[2] > 0  # bulk shed once behind
     assert stats.shed_received[1] > 0  # normal too once 16 were read without catching up
     assert len(got) + sum(stats.shed_received) == len(mixed)
-    # Caught up: nothing is shed any more.
+    # Caught up: nothing is shed any more.  (The shedding above needed a
+    # backlog of a quarter of the limit for bulk: 4, one batch here.)
     sock.datagrams = [frame(2, 100)]
     transport._readable(sock)  # type: ignore[arg-type]
     sock.datagrams = [frame(2, 101)]
     transport._readable(sock)  # type: ignore[arg-type]
     assert got[-1][4:8] == (101).to_bytes(4, "big")
+
+
+def test_a_burst_shorter_than_a_quarter_of_the_backlog_limit_is_read_in_full() -> None:
+    got: list[bytes] = []
+    settings = TransportSettings(
+        group="239.255.67.75",
+        group6="",
+        port=47475,
+        interfaces=("lo",),
+        batch=64,
+        receive_backlog_limit=4096,
+    )
+    transport = MulticastTransport(settings, lambda data, now: got.append(data))
+    # 1,000 datagrams waiting at once: 15 full wake-ups, 960 read behind, < 1024
+    burst = [frame(q, i) for i, q in enumerate([0, 1, 2] * 333 + [2])]
+    sock = Backlog(burst)
+    for _ in range(20):
+        transport._readable(sock)  # type: ignore[arg-type]
+    assert transport.statistics().shed_received == (0, 0, 0)
+    assert len(got) == len(burst)
+    # A sustained backlog still sheds bulk first.
+    sock.datagrams = [frame(2, i) for i in range(3000)]
+    for _ in range(60):
+        transport._readable(sock)  # type: ignore[arg-type]
+    assert transport.statistics().shed_received[2] > 0
 
 
 def test_loopback_has_an_ipv4_address_and_a_missing_interface_none() -> None:

@@ -20,10 +20,13 @@ Rules it keeps:
   critical last, each counted (``shed_sent``).  Other send failures (no
   route, interface down) are counted (``send_errors``) and the datagram is
   lost, which FEC and the next heartbeat absorb.
-* Under receive overload, the lowest classes are shed first: when one
-  wake-up drains a full batch (more is waiting), bulk frames are dropped
-  unread until a wake-up empties the socket; once ``receive_backlog_limit``
-  datagrams have been read without catching up, normal frames too.
+* Under receive overload, the lowest classes are shed first: once a quarter
+  of ``receive_backlog_limit`` datagrams (at least one full batch) have been
+  read without catching up, bulk frames are dropped unread until a wake-up
+  empties the socket; once ``receive_backlog_limit`` have, normal frames
+  too.  A shorter burst - every peer's repair frames arriving at once, a
+  wake-up delayed by a few milliseconds - is read in full: the 4 MiB socket
+  buffer holds it, and shedding it would lose signals the node keeps up with.
   Critical frames are always read.  Each is counted
   (``shed_received``).  The class is read from the frame's flags byte
   before any check: a forged class only changes what is shed first.
@@ -359,10 +362,13 @@ class MulticastTransport:
         drop = self.settings.drop_incoming
         # Behind on the last wake-up: the lowest classes wait no longer.
         backlog = self._behind * self.settings.batch
-        if backlog >= self.settings.receive_backlog_limit:
+        limit_all = self.settings.receive_backlog_limit
+        if backlog >= limit_all:
             shed_from = _SHED_NORMAL
+        elif self._behind and backlog >= max(self.settings.batch, limit_all // 4):
+            shed_from = _SHED_BULK
         else:
-            shed_from = _SHED_BULK if self._behind else 3
+            shed_from = 3
         for _ in range(self.settings.batch):
             try:
                 # One byte more than allowed: a longer datagram shows as truncated.
