@@ -91,8 +91,10 @@ class Observations:
     proc: dict[int, list[tuple[float, int, int, float]]] = field(default_factory=dict)
     #: node -> [(t, membership counters)]
     membership: dict[int, list[tuple[float, dict[str, int]]]] = field(default_factory=dict)
-    #: node -> [(t, pid, signals.recovered, drops)]
+    #: node -> [(t, pid, signals.recovered, drops incl. shed datagrams and watch events)]
     fec: dict[int, list[tuple[float, int, int, dict[str, int]]]] = field(default_factory=dict)
+    #: node -> [(t, pid, cpu seconds)] of the node's agent
+    agents: dict[int, list[tuple[float, int, float]]] = field(default_factory=dict)
     #: (t, observer) -> {peer: (state, epoch)}
     peers: list[tuple[float, int, dict[int, tuple[str, int]]]] = field(default_factory=list)
     chaos_done: list[dict[str, Any]] = field(default_factory=list)
@@ -166,11 +168,26 @@ def sample(nodes: ClusterNodes, obs: Observations, now: float, with_peers: bool)
         except CloudkernelError:
             continue
         obs.membership.setdefault(node, []).append((now, dict(status.get("membership", {}))))
-        obs.fec.setdefault(node, []).append(
-            (now, pid, status["signals"]["recovered"], dict(status.get("drops", {})))
-        )
+        drops = dict(status.get("drops", {}))
+        # what the daemon shed under overload, and the watch events it could
+        # not hand to a client that read too slowly: losses of the node, not the network
+        for cls, count in status["datagrams"].get("shed_received", {}).items():
+            if count:
+                drops[f"shed-received-{cls}"] = count
+        if status["control"].get("events_dropped"):
+            drops["watch-events-dropped"] = status["control"]["events_dropped"]
+        obs.fec.setdefault(node, []).append((now, pid, status["signals"]["recovered"], drops))
         if with_peers:
             obs.peers.append((now, node, {p["node"]: (p["state"], p["epoch"]) for p in peers}))
+
+
+def sample_agents(
+    agents: dict[int, subprocess.Popen[bytes]], obs: Observations, now: float
+) -> None:
+    for node, agent in agents.items():
+        proc = sample_process(agent.pid)
+        if proc is not None:
+            obs.agents.setdefault(node, []).append((now, agent.pid, proc.cpu_seconds))
 
 
 class ChaosDriver:
@@ -340,6 +357,7 @@ def run_cloudkernel(args: argparse.Namespace, base: Path) -> RunResult:
                 chaos.step(now)
                 if now >= next_sample:
                     sample(nodes, obs, now, with_peers=bool(events))
+                    sample_agents(agents, obs, now)
                     next_sample = now + (0.5 if events else 1.0)
                 if now >= end and all(a.poll() is not None for a in agents.values()):
                     break
@@ -501,37 +519,42 @@ def membership_figures(result: RunResult, args: argparse.Namespace) -> dict[str,
     node_hours = args.nodes * (args.duration + args.warmup) / 3600
     detections = []
     rejoins = []
+    undetected = 0
     for record in obs.chaos_done:
         if record["kind"] != "kill":
             continue
         victim = record["nodes"][0]
         killed = result.started + record["at"]
+        restart_at = (
+            result.started + record["restarted"] if record.get("restarted") is not None else None
+        )
         seen: dict[int, float] = {}
         rejoined: dict[int, float] = {}
-        old_epoch: dict[int, int] = {}
+        before: dict[int, tuple[str, int]] = {}
         for t, observer, peers in obs.peers:
             if observer == victim or victim not in peers:
                 continue
             state, epoch = peers[victim]
             if t < killed:
-                old_epoch[observer] = epoch
+                before[observer] = (state, epoch)
                 continue
-            if observer not in seen and state != "alive":
-                seen[observer] = t - killed
-            restarted = record.get("restarted")
-            if (
-                restarted is not None
-                and observer not in rejoined
-                and t >= result.started + restarted
-                and state == "alive"
-                and epoch != old_epoch.get(observer, epoch)
-            ):
-                rejoined[observer] = t - (result.started + restarted)
-        if seen:
+            if before.get(observer, ("", 0))[0] != "alive":
+                continue  # it did not see the victim alive when it was killed
+            if restart_at is None or t < restart_at:
+                # detection: the victim seen as not alive before it came back
+                if observer not in seen and state != "alive":
+                    seen[observer] = t - killed
+            elif observer not in rejoined and state == "alive" and epoch != before[observer][1]:
+                rejoined[observer] = t - restart_at
+        observers = [o for o, (state, _) in before.items() if state == "alive"]
+        missed = [o for o in observers if o not in seen]
+        undetected += len(missed)
+        if seen and not missed:
             detections.append(max(seen.values()))
         if rejoined:
             rejoins.append(max(rejoined.values()))
-        record["detected_s"] = max(seen.values()) if seen else None
+        record["detected_s"] = max(seen.values()) if seen and not missed else None
+        record["observers_not_detecting"] = missed
         record["rejoined_s"] = max(rejoined.values()) if rejoined else None
     return {
         "false_suspicions": false_count,
@@ -539,6 +562,9 @@ def membership_figures(result: RunResult, args: argparse.Namespace) -> dict[str,
         "node_hours": node_hours,
         "false_suspicions_per_node_hour": false_count / node_hours if node_hours else math.nan,
         "crash_detection_s": _dist(detections),
+        # (observer, kill) pairs where the victim was back before the observer
+        # suspected it: chaos_down shorter than the detection time
+        "crashes_undetected_before_restart": undetected,
         "rejoin_s": _dist(rejoins),
         "chaos": obs.chaos_done,
     }
@@ -586,9 +612,16 @@ def resource_figures(result: RunResult, warmup_end: float, warmup: float) -> dic
             "cpu_pct": 100 * cpu_total / wall if wall else math.nan,
             "processes": len(by_pid),
         }
+    agents: dict[int, float] = {}
+    for node, samples in sorted(result.observations.agents.items()):
+        wall = samples[-1][0] - samples[0][0]
+        if wall > 0:
+            agents[node] = 100 * (samples[-1][2] - samples[0][2]) / wall
     return {
         "per_node": per_node,
         "rss_drift_max": max(drifts) if drifts else None,
+        # the load generators' own CPU, % of a core (they share the host's cores)
+        "agent_cpu_pct": agents,
     }
 
 
@@ -746,6 +779,9 @@ def print_report(report: dict[str, Any], checks: list[tuple[str, bool, str]]) ->
         print(f"{name} resources: " + "; ".join(rows))
         if drift is not None:
             print(f"{name} RSS drift after warm-up, worst node: {drift:+.2%}")
+        if res["agent_cpu_pct"]:
+            shown = ", ".join(f"n{n} {v:.1f}%" for n, v in res["agent_cpu_pct"].items())
+            print(f"{name} agents' CPU: {shown}")
         print(f"{name} crashes: {len(entry['crashes'])}")
     if checks:
         print()
