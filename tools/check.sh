@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything and runs the whole test suite: lint and types, the C
-# tests under ASan/UBSan (and on arm64 under qemu), a C fuzz run, and pytest
-# twice: against the compiled extension and against the pure-Python twin.
+# tests under ASan/UBSan (and on arm64 under qemu), a C fuzz run, part of
+# pytest on arm64 under qemu (tools/arm64.sh), and pytest twice: against the
+# compiled extension and against the pure-Python twin.
 # Every stage runs; the exit status is nonzero if any failed.
 #
 # Usage: bash tools/check.sh
@@ -32,6 +33,7 @@ stage "ruff format" ruff format --check .
 stage "mypy" mypy
 stage "C tests" bash tools/ctest.sh
 stage "C fuzz" bash tools/cfuzz.sh "${CLOUDKERNEL_FUZZ_RUNS:-100000}"
+stage "arm64 (qemu, cortex-a72)" bash tools/arm64.sh
 stage "pytest (compiled)" env CLOUDKERNEL_EXPECT_IMPL=compiled python -m pytest -q
 stage "pytest (pure Python)" env CLOUDKERNEL_PUREPYTHON=1 CLOUDKERNEL_EXPECT_IMPL=python \
     python -m pytest -q
