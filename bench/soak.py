@@ -299,16 +299,7 @@ def run_cloudkernel(args: argparse.Namespace, base: Path) -> RunResult:
             converge = wait_converged(nodes, 60.0)
             print(f"soak: {args.nodes} daemons up, converged in {converge:.1f} s", flush=True)
             t0 = time.monotonic() + args.warmup
-            plan = make_plan(
-                nodes=ids,
-                t0=t0,
-                duration=args.duration,
-                topics_per_class=args.topics,
-                publishers_per_topic=min(args.publishers, args.nodes),
-                rates=_rates(args),
-                liars=ids[-args.liars :] if args.liars else (),
-                seed=args.seed,
-            )
+            plan = workload(args, ids, t0)
             plan_path = base / "cloudkernel" / "plan.json"
             plan_path.write_text(json.dumps(plan.to_dict()))
             events = (
@@ -405,16 +396,7 @@ def run_peer(system: str, args: argparse.Namespace, base: Path) -> RunResult:
     ) as net:
         kernel_loss(net, ids, args)
         t0 = time.monotonic() + args.warmup
-        plan = make_plan(
-            nodes=ids,
-            t0=t0,
-            duration=args.duration,
-            topics_per_class=args.topics,
-            publishers_per_topic=min(args.publishers, args.nodes),
-            rates=_rates(args),
-            liars=ids[-args.liars :] if args.liars else (),
-            seed=args.seed,
-        )
+        plan = workload(args, ids, t0)
         plan_path = home / "plan.json"
         plan_path.write_text(json.dumps(plan.to_dict()))
         agents = {}
@@ -475,8 +457,18 @@ def run_peer(system: str, args: argparse.Namespace, base: Path) -> RunResult:
         )
 
 
-def _rates(args: argparse.Namespace) -> dict[str, float]:
-    return {"critical": args.rate, "normal": args.rate, "bulk": args.rate / 2}
+def workload(args: argparse.Namespace, ids: list[int], t0: float) -> Plan:
+    """The same plan for every system: the options' topics, publishers, rates, liars."""
+    return make_plan(
+        nodes=ids,
+        t0=t0,
+        duration=args.duration,
+        topics_per_class=args.topics,
+        publishers_per_topic=min(args.publishers, args.nodes),
+        rates={"critical": args.rate, "normal": args.rate, "bulk": args.rate / 2},
+        liars=ids[-args.liars :] if args.liars else (),
+        seed=args.seed,
+    )
 
 
 def _read_records(home: Path, ids: Sequence[int]) -> dict[int, NodeRecords]:

@@ -30,15 +30,18 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any, Protocol, TextIO
+from typing import Protocol, TextIO
 
 from schedule import TopicSchedule
+
+from cloudkernel.cluster.plan import Plan, PlanError, Publisher
 
 __all__ = [
     "MESSAGE",
     "Agent",
     "PeerTransport",
     "Plan",
+    "PlanError",
     "Publisher",
     "Recorder",
     "decode_message",
@@ -58,79 +61,18 @@ LIAR_OFFSET = 5.0
 NOISE_SIGMA = 0.1
 
 
-class PlanError(ValueError):
-    """The plan file is not what the agent contract says."""
-
-
-@dataclass(frozen=True)
-class Publisher:
-    node: int
-    topic: str
-    qos_class: str
-    rate: float
-    liar: bool
-
-
-@dataclass(frozen=True)
-class Plan:
-    t0: float
-    duration: float
-    drain: float
-    nodes: tuple[int, ...]
-    publishers: tuple[Publisher, ...]
-    seed: int
-    #: the whole plan as read, for the system-specific keys ("lcm_url", "zenoh")
-    raw: dict[str, Any]
-
-    @property
-    def topics(self) -> list[str]:
-        """Every topic of the plan, each once, in plan order."""
-        return list(dict.fromkeys(p.topic for p in self.publishers))
-
-    @property
-    def end(self) -> float:
-        """When the agent stops receiving and exits."""
-        return self.t0 + self.duration + self.drain
-
-
 def load_plan(path: Path) -> Plan:
+    """The plan file, checked by the same rules as for cloudkernel's agent."""
     try:
         raw = json.loads(path.read_text())
-        publishers = tuple(
-            Publisher(
-                node=int(p["node"]),
-                topic=str(p["topic"]),
-                qos_class=str(p.get("class", "normal")),
-                rate=float(p["rate"]),
-                liar=bool(p.get("liar", False)),
-            )
-            for p in raw["publishers"]
-        )
-        plan = Plan(
-            t0=float(raw["t0"]),
-            duration=float(raw["duration"]),
-            drain=float(raw["drain"]),
-            nodes=tuple(int(n) for n in raw["nodes"]),
-            publishers=publishers,
-            seed=int(raw.get("seed", 0)),
-            raw=raw,
-        )
-    except (OSError, ValueError, KeyError, TypeError) as exc:
+    except (OSError, ValueError) as exc:
         raise PlanError(f"{path}: {exc!r}") from exc
-    seen: set[tuple[int, str]] = set()
-    for p in publishers:
-        if not math.isfinite(p.rate) or p.rate <= 0:
-            raise PlanError(f"{path}: rate of {p.topic} at node {p.node} must be > 0")
-        if "," in p.topic or "\n" in p.topic:
-            raise PlanError(f"{path}: topic {p.topic!r} would break the CSV records")
-        # seq is per topic per publisher: two entries of one node on one topic
-        # would reuse each other's sequence numbers.
-        if (p.node, p.topic) in seen:
-            raise PlanError(f"{path}: node {p.node} publishes {p.topic} twice")
-        seen.add((p.node, p.topic))
-    if plan.duration < 0 or plan.drain < 0:
-        raise PlanError(f"{path}: duration and drain must be >= 0")
-    return plan
+    if not isinstance(raw, dict):
+        raise PlanError(f"{path}: not a JSON object")
+    try:
+        return Plan.from_dict(raw)
+    except PlanError as exc:
+        raise PlanError(f"{path}: {exc}") from exc
 
 
 def encode_message(src: int, seq: int, send_ns: int, value: float) -> bytes:
@@ -313,9 +255,9 @@ def run_agent(argv: Sequence[str] | None, system: str, open_transport: Transport
             daemon=True,
         )
         publisher.start()
-        # Bounded by plan.end; SIGTERM sets ``stop`` and ends the wait at once.
+        # Bounded by the end of the drain; SIGTERM sets ``stop`` and ends the wait at once.
         while not stop.is_set():
-            remaining = plan.end - time.monotonic()
+            remaining = plan.end + plan.drain - time.monotonic()
             if remaining <= 0:
                 break
             stop.wait(min(FLUSH_INTERVAL, remaining))

@@ -36,7 +36,7 @@ HANDLE_TIMEOUT_MS = 100
 
 class LcmTransport:
     def __init__(self, agent: Agent, on_message: Callable[[str, bytes], None]) -> None:
-        url = str(agent.plan.raw.get("lcm_url") or DEFAULT_URL)
+        url = str(agent.plan.extra.get("lcm_url") or DEFAULT_URL)
         # one instance per thread (see the module docstring)
         self._sending = lcm.LCM(url)
         self._receiving = lcm.LCM(url)

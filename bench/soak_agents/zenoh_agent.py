@@ -46,7 +46,7 @@ CONGESTION_CONTROL = {"drop": zenoh.CongestionControl.DROP, "block": zenoh.Conge
 
 def zenoh_settings(agent: Agent) -> dict[str, Any]:
     """The plan's "zenoh" object with every default filled in."""
-    given: dict[str, Any] = dict(agent.plan.raw.get("zenoh") or {})
+    given: dict[str, Any] = dict(agent.plan.extra.get("zenoh") or {})
     host = agent.iface_addr or "127.0.0.1"
     settings: dict[str, Any] = {
         "scouting_address": DEFAULT_SCOUTING_ADDRESS,
@@ -96,8 +96,8 @@ class ZenohTransport:
             p.topic: self._session.declare_publisher(
                 p.topic,
                 congestion_control=congestion,
-                priority=PRIORITY_BY_CLASS.get(p.qos_class, zenoh.Priority.DATA),
-                express=p.qos_class in settings["express_classes"],
+                priority=PRIORITY_BY_CLASS.get(p.qos, zenoh.Priority.DATA),
+                express=p.qos in settings["express_classes"],
             )
             for p in agent.local_publishers
         }

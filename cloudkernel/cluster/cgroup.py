@@ -33,7 +33,14 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["CgroupError", "CpuGroup", "cgroup_problem", "find_cpu_hierarchy", "remove_leftovers"]
+__all__ = [
+    "CgroupError",
+    "CpuGroup",
+    "cgroup_problem",
+    "find_cpu_hierarchy",
+    "process_alive",
+    "remove_leftovers",
+]
 
 V1_CPU = Path("/sys/fs/cgroup/cpu")
 V2_ROOT = Path("/sys/fs/cgroup")
@@ -76,7 +83,8 @@ def _write(path: Path, text: str) -> None:
         f.write(text)
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists (a harness run's, for leftover clean-up)."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -215,7 +223,7 @@ def remove_leftovers() -> list[str]:
         if match is None or not entry.is_dir():
             continue
         pid = int(match.group(1))
-        if pid != os.getpid() and _alive(pid):
+        if pid != os.getpid() and process_alive(pid):
             continue
         if hierarchy.version == 2:
             for child in entry.iterdir():

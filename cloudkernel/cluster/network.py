@@ -48,6 +48,7 @@ import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
+from .cgroup import process_alive
 from .switch import SwitchConfigError, parse_switch_config
 
 __all__ = ["ClusterNetwork", "cluster_namespaces", "problem", "remove_leftovers"]
@@ -92,19 +93,9 @@ def cluster_namespaces() -> list[str]:
     ]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def _is_leftover(pid: int, name: str) -> bool:
     # This process's own names not in use come from a crashed run that had its pid.
-    return name not in _live and (pid == os.getpid() or not _alive(pid))
+    return name not in _live and (pid == os.getpid() or not process_alive(pid))
 
 
 def remove_leftovers() -> list[str]:
@@ -132,7 +123,7 @@ def remove_leftovers() -> list[str]:
                 os.kill(pid, signal.SIGKILL)
     for path in glob.glob(os.path.join(tempfile.gettempdir(), "ckc*")):
         match = _WORKDIR.match(os.path.basename(path))
-        if match and int(match.group(1)) != os.getpid() and not _alive(int(match.group(1))):
+        if match and int(match.group(1)) != os.getpid() and not process_alive(int(match.group(1))):
             shutil.rmtree(path, ignore_errors=True)
     return removed
 

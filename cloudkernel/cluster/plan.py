@@ -66,7 +66,13 @@ class Plan:
 
     @property
     def end(self) -> float:
+        """When publishing ends (receiving goes on for :attr:`drain` more)."""
         return self.t0 + self.duration
+
+    @property
+    def topics(self) -> list[str]:
+        """Every topic of the plan, each once, in plan order."""
+        return list(dict.fromkeys(p.topic for p in self.publishers))
 
     def rate(self) -> float:
         """Signals published per second by the whole swarm."""
@@ -118,9 +124,21 @@ class Plan:
             )
         except (KeyError, TypeError, ValueError) as exc:
             raise PlanError(f"bad plan: {exc!r}") from exc
+        seen: set[tuple[int, str]] = set()
         for p in plan.publishers:
-            if p.qos not in CLASSES or not p.rate > 0 or p.node not in plan.nodes:
+            if p.qos not in CLASSES or p.node not in plan.nodes:
                 raise PlanError(f"bad publisher {p}")
+            if not (math.isfinite(p.rate) and p.rate > 0):
+                raise PlanError(f"rate of {p.topic} at node {p.node} must be > 0")
+            if "," in p.topic or "\n" in p.topic:
+                raise PlanError(f"topic {p.topic!r} would break the CSV records")
+            # seq is per topic per publisher: two entries of one node on one
+            # topic would reuse each other's sequence numbers
+            if (p.node, p.topic) in seen:
+                raise PlanError(f"node {p.node} publishes {p.topic} twice")
+            seen.add((p.node, p.topic))
+        if not (plan.duration >= 0 and plan.drain >= 0):
+            raise PlanError("duration and drain must be >= 0")
         return plan
 
 
