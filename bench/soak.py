@@ -334,6 +334,7 @@ def run_cloudkernel(args: argparse.Namespace, base: Path) -> RunResult:
                     env={**os.environ, "PYTHONPATH": str(ROOT)},
                     preexec_fn=die_with_parent,
                 )
+            print(f"soak: workload running on {len(agents)} agents", flush=True)
             availability = Availability()
             obs = Observations()
             chaos = ChaosDriver(events, net, nodes, t0, availability, obs, args.settle)

@@ -20,6 +20,7 @@
 from __future__ import annotations
 
 import os
+import signal
 from collections.abc import Iterator
 
 import pytest
@@ -29,6 +30,13 @@ from cloudkernel import consensus, fec
 from cloudkernel.core import signals
 
 PURE_PYTHON = fec.IMPLEMENTATION == "python"
+# A test run started in the background of a non-interactive shell inherits
+# SIGINT ignored, and every process the tests start would inherit it too: the
+# Ctrl-C tests could not deliver one.  A handler (not SIG_IGN) here makes
+# exec'd children start with the default again.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+
 EMULATED = os.environ.get("CLOUDKERNEL_EMULATED", "")
 
 _CI_EXAMPLES = 100 if PURE_PYTHON else 200

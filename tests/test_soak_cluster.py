@@ -101,7 +101,10 @@ def _wait_for_daemons(proc: subprocess.Popen[str]) -> None:
     assert proc.stdout is not None
     for _ in range(20):  # bounded: the runner prints a few lines before this one
         line = proc.stdout.readline()
-        if "daemons up" in line or not line:
+        # Interrupted once its agents run, in the steady state.  A Ctrl-C that
+        # lands while the runner is starting a child process can still hang it
+        # (KeyboardInterrupt inside subprocess's fork), which this does not cover.
+        if "workload running" in line or not line:
             break
     assert proc.poll() is None, "the soak runner ended early"
 
