@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import math
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -217,3 +218,17 @@ def test_consensus_error_and_hull_from_estimates() -> None:
     assert figures.consensus["estimates"] == 3
     assert figures.consensus["abs_error"]["max"] == pytest.approx(0.5)
     assert figures.consensus["inside_honest_hull"] == 0.5
+
+
+@pytest.mark.parametrize("text", ["", "[1, 2]", '{"t0": 1}', "\xff\xfe", '{"publishers": "x"}'])
+def test_the_agent_refuses_a_bad_plan_with_a_message_not_a_traceback(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str
+) -> None:
+    from cloudkernel.cluster import agent
+
+    plan = tmp_path / "plan.json"
+    plan.write_text(text, errors="surrogateescape")
+    argv = ["--plan", str(plan), "--node", "1", "--out", str(tmp_path / "r.csv")]
+    assert agent.main([*argv, "--socket", str(tmp_path / "none.sock")]) == 2
+    assert "bad plan" in capsys.readouterr().err
+    assert agent.main(["--plan", str(tmp_path / "missing.json"), *argv[2:], "--socket", "x"]) == 2

@@ -41,7 +41,7 @@ from typing import IO, Any
 
 from ..client import Client
 from ..errors import CloudkernelError
-from .plan import Plan, Publisher, next_slot, truth
+from .plan import Plan, PlanError, Publisher, next_slot, truth
 
 __all__ = ["main"]
 
@@ -198,9 +198,15 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    with open(args.plan) as f:
-        data: Any = json.load(f)
-    plan = Plan.from_dict(data)
+    try:
+        with open(args.plan) as f:
+            data: Any = json.load(f)
+        if not isinstance(data, dict):
+            raise PlanError("not a JSON object")
+        plan = Plan.from_dict(data)
+    except (OSError, ValueError) as exc:  # PlanError and JSON errors are ValueErrors
+        print(f"cloudkernel agent: bad plan {args.plan}: {exc}", file=sys.stderr)
+        return 2
     with open(args.out, "w", buffering=1 << 16) as out:
         run(plan, args.node, args.socket, out)
     return 0
