@@ -40,6 +40,9 @@ def test_short_soak_with_loss_and_a_kill(tmp_path: Path) -> None:
         str(ROOT / "bench" / "soak.py"),
         "--nodes=5",
         "--duration=60",
+        # long enough for 20 heartbeats per peer: every sender has learnt the
+        # 10 % loss before its first block (a block sent before that can fail)
+        "--warmup=10",
         "--loss=0.10",
         "--chaos-every=20",
         "--chaos-down=14",
