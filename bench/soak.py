@@ -56,7 +56,7 @@ sys.path.insert(0, str(ROOT))
 
 from cloudkernel.client import Client  # noqa: E402
 from cloudkernel.cluster import cgroup, network  # noqa: E402
-from cloudkernel.cluster.chaos import KINDS, ChaosEvent, schedule  # noqa: E402
+from cloudkernel.cluster.chaos import KINDS, ChaosError, ChaosEvent, schedule  # noqa: E402
 from cloudkernel.cluster.network import ClusterNetwork  # noqa: E402
 from cloudkernel.cluster.nodes import ClusterNodes, die_with_parent, sample_process  # noqa: E402
 from cloudkernel.cluster.plan import Plan, make_plan  # noqa: E402
@@ -68,6 +68,7 @@ from cloudkernel.cluster.records import (  # noqa: E402
     analyse,
     parse_records,
 )
+from cloudkernel.cluster.switch import SwitchConfigError, parse_switch_config  # noqa: E402
 from cloudkernel.errors import CloudkernelError  # noqa: E402
 
 #: the QoS budgets of the default config, ms: p99 latency target = budget + 1 ms
@@ -912,6 +913,21 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     for kind in args.chaos_kinds:
         if kind not in KINDS:
             p.error(f"--chaos-kinds: unknown kind {kind!r}; use {', '.join(KINDS)}")
+    # Checked here, before anything is built: a bad value is a usage error,
+    # never a traceback half-way through setting up the cluster.
+    try:
+        parse_switch_config(impairment_config(args))
+        if args.chaos_every:
+            schedule(
+                seed=args.seed,
+                nodes=list(range(1, args.nodes + 1)),
+                duration=args.duration,
+                every=args.chaos_every,
+                down_for=args.chaos_down,
+                kinds=args.chaos_kinds,
+            )
+    except (SwitchConfigError, ChaosError) as exc:
+        p.error(str(exc))
     if args.rss_warmup is None:
         args.rss_warmup = args.duration / 4
     return args

@@ -232,3 +232,23 @@ def test_the_agent_refuses_a_bad_plan_with_a_message_not_a_traceback(
     assert agent.main([*argv, "--socket", str(tmp_path / "none.sock")]) == 2
     assert "bad plan" in capsys.readouterr().err
     assert agent.main(["--plan", str(tmp_path / "missing.json"), *argv[2:], "--socket", "x"]) == 2
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--loss", "2"], "out of range"),
+        (["--chaos-every", "5", "--chaos-down", "10"], "shorter than every"),
+        (["--chaos-every", "30", "--chaos-kinds", "reboot"], "unknown kind"),
+    ],
+)
+def test_soak_refuses_bad_options_as_usage_errors(
+    args: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from benchload import load_bench
+
+    soak = load_bench("soak.py", "soak_under_test")
+    with pytest.raises(SystemExit) as exit_:
+        soak.parse_args(["--nodes", "3", *args])
+    assert exit_.value.code == 2
+    assert message in capsys.readouterr().err
