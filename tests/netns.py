@@ -30,6 +30,8 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
+from cloudkernel.cluster.cgroup import process_alive
+
 __all__ = ["Topology", "host_network_snapshot", "ip", "namespaces", "problem", "remove_leftovers"]
 
 #: namespace names this module makes: ckt<pid of the test process>-<topology>-<role>
@@ -66,16 +68,6 @@ def namespaces() -> list[str]:
     return [line.split()[0] for line in ip("netns", "list").splitlines() if line.strip()]
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def remove_leftovers() -> list[str]:
     """Delete namespaces named ``ckt<pid>-...`` whose process is gone, and this
     process's own ones not in use (its pid was that of a crashed run); the
@@ -87,7 +79,7 @@ def remove_leftovers() -> list[str]:
         if match is None or name in _live:
             continue
         pid = int(match.group(1))
-        if pid != os.getpid() and _alive(pid):
+        if pid != os.getpid() and process_alive(pid):
             continue  # another test run, still going
         ip("netns", "del", name, check=False)
         removed.append(name)
