@@ -470,6 +470,7 @@ def workload(args: argparse.Namespace, ids: list[int], t0: float) -> Plan:
         rates={"critical": args.rate, "normal": args.rate, "bulk": args.rate / 2},
         liars=ids[-args.liars :] if args.liars else (),
         seed=args.seed,
+        aligned=args.aligned,
     )
 
 
@@ -745,6 +746,16 @@ def print_report(report: dict[str, Any], checks: list[tuple[str, bool, str]]) ->
     if ck is not None:
         m = ck["membership"]
         print()
+        # A rebuilt signal waits for its block's repair frames, which leave when
+        # the block closes: up to the class's time budget after its first frame.
+        rebuilt = [
+            f"{cls} {c['recovered']} (p50 {c['recovered_latency_ms']['p50']:.2f}, "
+            f"p99 {c['recovered_latency_ms']['p99']:.2f} ms)"
+            for cls, c in ck["delivery"]["classes"].items()
+            if c.get("recovered")
+        ]
+        if rebuilt:
+            print("cloudkernel signals rebuilt by FEC, by class: " + "; ".join(rebuilt))
         print(
             f"FEC: {ck['fec']['signals_recovered']} signals recovered by repair; drops "
             f"{ck['fec']['drops']}"
@@ -884,6 +895,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--topics", type=int, default=2, help="topics per QoS class")
     p.add_argument("--publishers", type=int, default=4, help="publishers per topic")
     p.add_argument("--liars", type=int, default=1, help="lying nodes (the highest ids)")
+    p.add_argument(
+        "--aligned",
+        action="store_true",
+        help="every publisher on the same instants (one swarm-wide burst per period) "
+        "instead of seeded random phases",
+    )
     p.add_argument(
         "--settle",
         type=float,

@@ -84,6 +84,23 @@ def test_plan_spreads_distinct_publishers_over_the_nodes_and_round_trips() -> No
         make_plan(nodes=[1, 2, 3], t0=0, duration=1)
 
 
+def test_publishers_start_at_seeded_phases_unless_aligned() -> None:
+    plan = make_plan(nodes=range(1, 9), t0=100.0, duration=60, seed=2)
+    phases = [p.phase for p in plan.publishers]
+    # within each publisher's period, and not phase-locked to one another
+    assert all(0.0 <= p.phase < 1.0 / p.rate for p in plan.publishers)
+    assert len(set(phases)) == len(phases)
+    assert plan.publishers[0].start(plan.t0) == 100.0 + phases[0]
+    assert make_plan(nodes=range(1, 9), t0=100.0, duration=60, seed=2) == plan
+    aligned = make_plan(nodes=range(1, 9), t0=100.0, duration=60, seed=2, aligned=True)
+    assert {p.phase for p in aligned.publishers} == {0.0}
+    # a plan from before phases existed reads as aligned
+    old = plan.to_dict()
+    for p in old["publishers"]:
+        del p["phase"]
+    assert {p.phase for p in Plan.from_dict(old).publishers} == {0.0}
+
+
 @pytest.mark.parametrize(
     "broken",
     [
@@ -102,6 +119,13 @@ def test_plan_spreads_distinct_publishers_over_the_nodes_and_round_trips() -> No
             "drain": 1,
             "nodes": [1],
             "publishers": [{"node": 1, "topic": "a", "class": "urgent", "rate": 1}],
+        },
+        {
+            "t0": 0,
+            "duration": 1,
+            "drain": 1,
+            "nodes": [1],
+            "publishers": [{"node": 1, "topic": "a", "class": "normal", "rate": 10, "phase": 0.1}],
         },
     ],
 )
@@ -172,6 +196,28 @@ def test_records_join_into_delivery_latency_and_duplicates() -> None:
     expected, delivered, p99 = figures.timeline[7]
     assert (expected, delivered) == (2, 1)
     assert p99 == pytest.approx(0.002, abs=1e-6)
+
+
+def test_records_tell_the_latency_of_signals_rebuilt_by_fec_apart() -> None:
+    plan = _plan()
+    topic = "soak/critical/0"
+    n1 = [f"P,{_ns(100 + k)},{topic},1,{k}" for k in range(10)]
+    # node 2: seqs 3 and 8 rebuilt (flag 1) 12 ms late; the rest direct (flag 0)
+    n2 = [f"W,{_ns(90)},up"]
+    n2 += [
+        f"R,{_ns(100 + k + (0.012 if k in (3, 8) else 0.001))},{topic},1,{k},{int(k in (3, 8))}"
+        for k in range(10)
+    ]
+    # node 3's agent does not tell (a peer system's): nothing counts as rebuilt
+    n3 = [f"W,{_ns(90)},up"] + [f"R,{_ns(100 + k + 0.001)},{topic},1,{k}" for k in range(10)]
+    records = {1: parse_records(1, n1), 2: parse_records(2, n2), 3: parse_records(3, n3)}
+    critical = analyse(plan, records, Availability(), window=lambda c: 1.0).classes["critical"]
+    assert critical.delivered == 20
+    assert critical.recovered_latencies == pytest.approx([0.012, 0.012], abs=1e-6)
+    summary = critical.summary()
+    assert summary["recovered"] == 2
+    assert summary["recovered_latency_ms"]["p50"] == pytest.approx(12.0, abs=1e-3)
+    assert summary["latency_ms"]["max"] == pytest.approx(12.0, abs=1e-3)
 
 
 def test_records_expect_nothing_of_a_node_down_or_cut_off() -> None:

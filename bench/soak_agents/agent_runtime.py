@@ -242,7 +242,8 @@ def run_agent(argv: Sequence[str] | None, system: str, open_transport: Transport
 
     recorder = Recorder(args.out, args.node)
     schedules = {
-        p.topic: TopicSchedule(plan.t0, p.rate, plan.duration) for p in agent.local_publishers
+        p.topic: TopicSchedule(p.start(plan.t0), p.rate, plan.duration)
+        for p in agent.local_publishers
     }
     transport: PeerTransport | None = None
     publisher: threading.Thread | None = None

@@ -5,7 +5,8 @@ RECORDS.csv --socket PATH``.  The plan (see :mod:`cloudkernel.cluster.plan`)
 says which topics this node publishes, in which QoS class, at what rate and
 whether it lies.  The agent
 
-* publishes each of its topics on an absolute schedule from ``t0`` (a slot
+* publishes each of its topics on an absolute schedule from ``t0`` plus the
+  publisher's phase (a slot
   missed by more than a period is skipped and counted, never made up in a
   burst), a value ``truth(t) + noise`` (a liar adds ``LIE_OFFSET``);
 * watches every soak topic raw and records each signal of another node as it
@@ -19,7 +20,8 @@ Records (one line each, ``t_ns`` from ``time.monotonic_ns()``, the same
 clock in every namespace of the host):
 
 ``P,t_ns,topic,src,seq``  published (t: just before the request)
-``R,t_ns,topic,src,seq``  a signal of another node received
+``R,t_ns,topic,src,seq,recovered``  a signal of another node received;
+recovered is 1 when the daemon rebuilt it from repair frames, else 0
 ``F,t_ns,topic,reason``  a publish that failed
 ``W,t_ns,up|down``  the raw watch (re)connected / lost
 ``E,t_ns,topic,value,lo,hi,state``  an estimate, with the honest hull
@@ -80,19 +82,22 @@ def _publish_loop(
     rng = random.Random(plan.seed * 1000 + node)
     slots = {p.topic: 0 for p in mine}
     missed = dict.fromkeys(slots, 0)
-    end = plan.t0 + plan.duration
     client = Client(socket, timeout=1.0)
     try:
         while not stop.is_set():
             due: list[tuple[float, Publisher]] = []
             for p in mine:
-                slot, skipped = next_slot(plan.t0, p.rate, slots[p.topic], time.monotonic())
+                start = p.start(plan.t0)
+                slot, skipped = next_slot(start, p.rate, slots[p.topic], time.monotonic())
                 missed[p.topic] += skipped
                 slots[p.topic] = slot
-                due.append((plan.t0 + slot / p.rate, p))
-            at, publisher = min(due, key=lambda d: d[0])
-            if at >= end:
+                # Slot i exists while i / rate < duration, counted from the
+                # publisher's own start, as in every other system's agent.
+                if slot / p.rate < plan.duration:
+                    due.append((start + slot / p.rate, p))
+            if not due:
                 break
+            at, publisher = min(due, key=lambda d: d[0])
             if stop.wait(max(0.0, at - time.monotonic())):
                 break
             _publish_one(client, publisher, rng, records)
@@ -131,7 +136,14 @@ def _watch_loop(
                         if event.get("type") != "signal" or event.get("local"):
                             continue
                         s = event["signal"]
-                        records.write("R", time.monotonic_ns(), s["topic"], s["source"], s["seq"])
+                        records.write(
+                            "R",
+                            time.monotonic_ns(),
+                            s["topic"],
+                            s["source"],
+                            s["seq"],
+                            int(bool(s.get("recovered"))),
+                        )
             records.write("W", time.monotonic_ns(), "down")
         except CloudkernelError:
             pass

@@ -45,6 +45,13 @@ class Publisher:
     #: the signal's lifetime, seconds
     ttl: float = 5.0
     kind: str = "float"
+    #: seconds after the plan's ``t0`` of this publisher's first slot, in
+    #: ``[0, 1 / rate)``: independent sensors are not phase-locked
+    phase: float = 0.0
+
+    def start(self, t0: float) -> float:
+        """When this publisher's slot 0 is due, for a plan starting at ``t0``."""
+        return t0 + self.phase
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -108,6 +115,7 @@ class Plan:
                     liar=bool(p.get("liar", False)),
                     ttl=float(p.get("ttl", 5.0)),
                     kind=str(p.get("kind", "float")),
+                    phase=float(p.get("phase", 0.0)),
                 )
                 for p in data["publishers"]
             )
@@ -130,6 +138,10 @@ class Plan:
                 raise PlanError(f"bad publisher {p}")
             if not (math.isfinite(p.rate) and p.rate > 0):
                 raise PlanError(f"rate of {p.topic} at node {p.node} must be > 0")
+            if not 0.0 <= p.phase < 1.0 / p.rate:
+                raise PlanError(
+                    f"phase of {p.topic} at node {p.node} must be in [0, 1/rate), got {p.phase!r}"
+                )
             if "," in p.topic or "\n" in p.topic:
                 raise PlanError(f"topic {p.topic!r} would break the CSV records")
             # seq is per topic per publisher: two entries of one node on one
@@ -155,6 +167,11 @@ def next_slot(t0: float, rate: float, slot: int, now: float) -> tuple[int, int]:
     return slot, 0
 
 
+def _below(rate: float) -> float:
+    """The largest phase below ``1 / rate`` (the float just under it)."""
+    return math.nextafter(1.0 / rate, 0.0)
+
+
 def make_plan(
     *,
     nodes: Sequence[int],
@@ -166,6 +183,7 @@ def make_plan(
     rates: dict[str, float] | None = None,
     liars: Sequence[int] = (),
     seed: int = 0,
+    aligned: bool = False,
 ) -> Plan:
     """Several publishers per topic, several topics per class, some liars.
 
@@ -173,12 +191,18 @@ def make_plan(
     seeded shuffle so the load spreads over the nodes.  ``rates``: signals
     per second per publisher for each class (default critical 10, normal
     10, bulk 5).
+
+    Each publisher's slots start at a seeded random phase within its period,
+    as the sensors of independent robots do.  ``aligned`` puts every slot of
+    every publisher at the same instants instead (phase 0): the whole swarm
+    publishes in one burst per period, a worst case for queueing.
     """
     per_class = rates if rates is not None else {"critical": 10.0, "normal": 10.0, "bulk": 5.0}
     if publishers_per_topic > len(nodes):
         raise PlanError(f"{publishers_per_topic} publishers per topic need as many nodes")
     order = list(nodes)
     random.Random(seed).shuffle(order)
+    phases = random.Random(seed + 1)
     publishers = []
     turn = 0
     for qos in CLASSES:
@@ -187,5 +211,9 @@ def make_plan(
             for _ in range(publishers_per_topic):
                 node = order[turn % len(order)]
                 turn += 1
-                publishers.append(Publisher(node, topic, qos, per_class[qos], node in liars))
+                rate = per_class[qos]
+                phase = 0.0 if aligned else phases.random() / rate
+                publishers.append(
+                    Publisher(node, topic, qos, rate, node in liars, phase=min(phase, _below(rate)))
+                )
     return Plan(t0, duration, drain, tuple(nodes), tuple(publishers), seed)
