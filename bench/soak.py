@@ -58,7 +58,7 @@ from cloudkernel.client import Client  # noqa: E402
 from cloudkernel.cluster import cgroup, network  # noqa: E402
 from cloudkernel.cluster.chaos import KINDS, ChaosError, ChaosEvent, schedule  # noqa: E402
 from cloudkernel.cluster.network import ClusterNetwork  # noqa: E402
-from cloudkernel.cluster.nodes import ClusterNodes, die_with_parent, sample_process  # noqa: E402
+from cloudkernel.cluster.nodes import ClusterNodes, sample_process  # noqa: E402
 from cloudkernel.cluster.plan import Plan, make_plan  # noqa: E402
 from cloudkernel.cluster.records import (  # noqa: E402
     Availability,
@@ -68,6 +68,7 @@ from cloudkernel.cluster.records import (  # noqa: E402
     analyse,
     parse_records,
 )
+from cloudkernel.cluster.spawn import signals_deferred, spawn  # noqa: E402
 from cloudkernel.cluster.switch import SwitchConfigError, parse_switch_config  # noqa: E402
 from cloudkernel.errors import CloudkernelError  # noqa: E402
 
@@ -318,23 +319,11 @@ def run_cloudkernel(args: argparse.Namespace, base: Path) -> RunResult:
             agents = {}
             for node in ids:
                 out = base / "cloudkernel" / f"records-{node}.csv"
-                agents[node] = subprocess.Popen(
-                    [
-                        sys.executable,
-                        "-m",
-                        "cloudkernel.cluster.agent",
-                        "--plan",
-                        str(plan_path),
-                        "--node",
-                        str(node),
-                        "--out",
-                        str(out),
-                        "--socket",
-                        nodes.socket(node),
-                    ],
-                    env={**os.environ, "PYTHONPATH": str(ROOT)},
-                    preexec_fn=die_with_parent,
-                )
+                argv = [sys.executable, "-m", "cloudkernel.cluster.agent", "--plan"]
+                argv += [str(plan_path), "--node", str(node), "--out", str(out)]
+                argv += ["--socket", nodes.socket(node)]
+                with signals_deferred():
+                    agents[node] = spawn(argv, env={**os.environ, "PYTHONPATH": str(ROOT)})
             print(f"soak: workload running on {len(agents)} agents", flush=True)
             availability = Availability()
             obs = Observations()
@@ -415,11 +404,10 @@ def run_peer(system: str, args: argparse.Namespace, base: Path) -> RunResult:
                 "--iface-addr",
                 f"10.77.0.{node}",
             ]
-            agents[node] = subprocess.Popen(
-                net.command(node, argv),
-                env={**os.environ, "PYTHONPATH": str(ROOT)},
-                preexec_fn=die_with_parent,
-            )
+            with signals_deferred():
+                agents[node] = spawn(
+                    net.command(node, argv), env={**os.environ, "PYTHONPATH": str(ROOT)}
+                )
         obs = Observations()
         deadline = plan.end + plan.drain + 30
         while time.monotonic() < deadline and any(a.poll() is None for a in agents.values()):

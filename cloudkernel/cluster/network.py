@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import glob
 import json
 import os
@@ -49,6 +48,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from .cgroup import process_alive
+from .spawn import signals_deferred, spawn
 from .switch import SwitchConfigError, parse_switch_config
 
 __all__ = ["ClusterNetwork", "cluster_namespaces", "problem", "remove_leftovers"]
@@ -57,19 +57,11 @@ _NAMESPACE = re.compile(r"^ckc(\d+)-([a-z0-9]+)-(sw|n\d+)$")
 _WORKDIR = re.compile(r"^ckc(\d+)-[a-z0-9]+-")
 _RATE = re.compile(r"^(\d+(?:\.\d+)?)(bit|kbit|mbit|gbit|bps|kbps|mbps|gbps)$")
 _RATE_BITS = {"bit": 1, "kbit": 1e3, "mbit": 1e6, "gbit": 1e9}
-_PR_SET_PDEATHSIG = 1
 _NFT_TABLE = "ckc_drop"
 #: the longest wait for the switch to start, reload or write its stats
 SWITCH_TIMEOUT = 10.0
 #: namespaces of this process's open networks (never removed as leftovers)
 _live: set[str] = set()
-
-
-def _die_with_parent() -> None:
-    """In the child: SIGTERM when the harness dies, so no process outlives it."""
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
 def _run(argv: Sequence[str], *, check: bool = True, stdin: str | None = None) -> str:
@@ -298,13 +290,12 @@ class ClusterNetwork:
         argv += ["--config", self.config_path, "--stats", self.stats_path, "--seed", str(self.seed)]
         if realtime is not None:
             argv += ["--realtime", str(realtime)]
-        with open(self.switch_log, "wb") as log:
-            self.switch_process = subprocess.Popen(
+        with open(self.switch_log, "wb") as log, signals_deferred():
+            self.switch_process = spawn(
                 ["ip", "netns", "exec", self.switch_namespace, *argv],
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=log,
-                preexec_fn=_die_with_parent,
             )
         self._wait("the switch to open its ports", lambda: os.path.exists(self.stats_path))
 
@@ -332,8 +323,9 @@ class ClusterNetwork:
         """Start ``argv`` in node ``i`` (``ip netns exec`` becomes the program itself);
         it gets SIGTERM when the harness dies, and :meth:`close` stops it.
         """
-        proc = subprocess.Popen(self.command(i, argv), preexec_fn=_die_with_parent, **kwargs)
-        self._procs.append(proc)
+        with signals_deferred():
+            proc = spawn(self.command(i, argv), **kwargs)
+            self._procs.append(proc)
         return proc
 
     def run(self, i: int, argv: Sequence[str], **kwargs: Any) -> subprocess.CompletedProcess[Any]:

@@ -14,13 +14,12 @@ tail of the daemon's log: a soak run must end with none.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import os
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,17 +28,16 @@ from ..client import Client
 from ..errors import CloudkernelError
 from ..keyfile import generate_key, write_key_file
 from .cgroup import CpuGroup
+from .spawn import signals_deferred, spawn
 
 __all__ = [
     "ClusterNodes",
     "Crash",
     "NodeNetwork",
     "ProcSample",
-    "die_with_parent",
     "sample_process",
 ]
 
-_PR_SET_PDEATHSIG = 1
 PACKAGE_ROOT = Path(__file__).resolve().parent.parent.parent
 
 
@@ -75,21 +73,6 @@ def sample_process(pid: int) -> ProcSample | None:
         return None
     ticks = os.sysconf("SC_CLK_TCK")
     return ProcSample(rss_kib * 1024, (int(fields[11]) + int(fields[12])) / ticks)
-
-
-def die_with_parent() -> None:
-    """In a child before exec: SIGTERM when the harness dies, even by SIGKILL."""
-    with contextlib.suppress(OSError, AttributeError):
-        ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
-
-
-def _child_setup(group: CpuGroup | None) -> Callable[[], None]:
-    def setup() -> None:
-        die_with_parent()
-        if group is not None:
-            group.join()
-
-    return setup
 
 
 @dataclass
@@ -184,17 +167,17 @@ class ClusterNodes:
         argv = [sys.executable, "-m", "cloudkernel", "run", "--config", str(state.config)]
         env = {k: v for k, v in os.environ.items() if k != "CLOUDKERNEL_SOCKET"}
         env["PYTHONPATH"] = str(PACKAGE_ROOT)
-        with open(state.log, "ab") as log:
-            state.proc = subprocess.Popen(
+        with open(state.log, "ab") as log, signals_deferred():
+            state.proc = spawn(
                 self.network.command(node, argv),
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 env=env,
-                preexec_fn=_child_setup(state.group),
+                setup=state.group.join if state.group is not None else None,
             )
-        state.stopped = False
-        state.starts += 1
-        state.pids.append(state.proc.pid)
+            state.stopped = False
+            state.starts += 1
+            state.pids.append(state.proc.pid)
 
     def start_all(self, timeout: float = 30.0) -> None:
         for node in self.ids:
