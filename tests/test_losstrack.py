@@ -16,7 +16,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from cloudkernel.core.losstrack import LinkStatistics, LossTracker
+from cloudkernel.core.losstrack import LinkStatistics, LossTracker, loss_upper_bound
 from cloudkernel.errors import ConfigError
 
 
@@ -81,6 +81,8 @@ class Reference:
             lifetime_loss_rate=lost / len(v) if v else 0.0,
             bursts=len(starts),
             lifetime_mean_burst=lost / len(starts) if starts else 1.0,
+            recent_settled=recent_settled,
+            recent_lost=recent_lost,
         )
 
 
@@ -299,3 +301,35 @@ def test_reset_counts_what_was_already_settled() -> None:
             assert tracker.settled == 2
         tracker.reset()
         assert (tracker.settled, tracker.lost) == (2, 1)
+
+
+# -- the loss a sender plans for ------------------------------------------------
+
+
+def test_the_loss_bound_of_a_few_frames_is_wide_and_narrows_with_more() -> None:
+    assert loss_upper_bound(0, 0) == 1.0
+    assert loss_upper_bound(0, 16) == pytest.approx(0.2)  # z^2 / (n + z^2)
+    assert loss_upper_bound(150, 1500) == pytest.approx(0.1166, abs=1e-4)
+    assert loss_upper_bound(0, 1500) == pytest.approx(4 / 1504)
+    assert loss_upper_bound(16, 16) == 1.0
+    tracker = LossTracker(reorder_window=0, horizon=100)
+    for seq in range(0, 300, 2):  # every other frame lost
+        tracker.arrived(seq)
+    stats = tracker.statistics()
+    assert stats.recent_lost == round(stats.loss_rate * stats.recent_settled)
+    assert stats.loss_bound == loss_upper_bound(stats.recent_lost, stats.recent_settled)
+    assert stats.loss_rate < stats.loss_bound < 0.7
+
+
+@given(st.integers(0, 5000), st.integers(1, 5000))
+def test_the_loss_bound_is_above_the_estimate_and_falls_with_more_evidence(
+    lost: int, settled: int
+) -> None:
+    lost = min(lost, settled)
+    bound = loss_upper_bound(lost, settled)
+    assert lost / settled <= bound <= 1.0
+    # the same rate over twice the frames is known better
+    assert loss_upper_bound(2 * lost, 2 * settled) <= bound
+    # one more loss never lowers it
+    if lost < settled:
+        assert loss_upper_bound(lost + 1, settled) >= bound

@@ -200,6 +200,31 @@ def test_loss_reports_reach_the_sender() -> None:
     assert 0.1 < loss < 0.3
 
 
+def test_a_first_report_of_few_clean_frames_still_plans_for_some_loss() -> None:
+    # A handful of frames without a loss does not show a link without loss:
+    # the receiver reports the upper bound of its estimate, so the sender
+    # never drops to the fewest repair frames on the strength of a few.
+    swarm = Swarm(2, seed=3)
+    default = swarm.nodes[1].sender.reports.worst(swarm.now)
+    for i in range(2000):
+        swarm.publish(1, reading("traffic", float(i)))
+        swarm.run(0.005)
+        planned = swarm.nodes[1].sender.reports.worst(swarm.now)
+        if planned != default:
+            break
+    else:
+        pytest.fail("no loss report arrived")
+    settled = swarm.nodes[2].receiver.link_statistics(1)
+    assert settled is not None and settled.lost == 0
+    assert 0.0 < planned[0] <= 0.2
+    # with more frames the bound comes down towards the (zero) loss
+    for i in range(600):
+        swarm.publish(1, reading("traffic", float(i)))
+        swarm.run(0.005)
+    later, _ = swarm.nodes[1].sender.reports.worst(swarm.now)
+    assert 0.0 < later < planned[0]
+
+
 def test_topic_table_is_bounded() -> None:
     config = MeshConfig(max_topics=3, membership=MembershipConfig())
     node = MeshNode(1, 1, keyring(), config, now=0.0)

@@ -53,11 +53,12 @@ All counts are of settled sequence numbers, in the order they settled:
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 from ..errors import ConfigError
 
-__all__ = ["LinkStatistics", "LossTracker"]
+__all__ = ["LOSS_BOUND_Z", "LinkStatistics", "LossTracker", "loss_upper_bound"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,6 +81,44 @@ class LinkStatistics:
     bursts: int
     #: lost / bursts since the tracker was made (1.0 without losses)
     lifetime_mean_burst: float
+    #: settled numbers in the recent window (what ``loss_rate`` is over)
+    recent_settled: int = 0
+    #: lost numbers among them
+    recent_lost: int = 0
+
+    @property
+    def loss_bound(self) -> float:
+        """The loss rate a sender should plan for: :func:`loss_upper_bound`
+        of the recent window, 1.0 before anything settled."""
+        return loss_upper_bound(self.recent_lost, self.recent_settled)
+
+
+#: standard deviations of :func:`loss_upper_bound`: one-sided, ~97.7 %
+LOSS_BOUND_Z = 2.0
+
+
+def loss_upper_bound(lost: int, settled: int, z: float = LOSS_BOUND_Z) -> float:
+    """Upper confidence bound of a loss rate measured as ``lost / settled``.
+
+    The Wilson score bound: the largest rate ``p`` for which ``lost`` losses
+    in ``settled`` frames are within ``z`` standard deviations,
+
+        (x + z^2 / 2n + z sqrt(x (1 - x) / n + z^2 / 4n^2)) / (1 + z^2 / n)
+
+    with ``x = lost / settled`` and ``n = settled``.  A few frames prove
+    little: 0 lost of 16 bounds the rate at 0.2, not 0 (a sender that
+    planned for 0 would send one repair frame where a 10 % link needs four),
+    while 150 of 1,500 gives 0.117.  1.0 when nothing settled.
+    """
+    if settled <= 0:
+        return 1.0
+    n = float(settled)
+    x = min(max(lost, 0), settled) / n
+    zz = z * z
+    centre = x + zz / (2.0 * n)
+    spread = z * math.sqrt(x * (1.0 - x) / n + zz / (4.0 * n * n))
+    # The bound is never below the estimate; max() only mends rounding at x = 1.
+    return max(x, min(1.0, (centre + spread) / (1.0 + zz / n)))
 
 
 class LossTracker:
@@ -332,4 +371,6 @@ class LossTracker:
             lifetime_loss_rate=lost / settled if settled else 0.0,
             bursts=self._bursts,
             lifetime_mean_burst=lost / self._bursts if self._bursts else 1.0,
+            recent_settled=self._prev_settled + self._cur_settled,
+            recent_lost=self._prev_lost + self._cur_lost,
         )

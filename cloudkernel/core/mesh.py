@@ -743,7 +743,10 @@ class MeshNode:
         for view in self.membership.peers(now):
             stats = self.receiver.link_statistics(view.node)
             if stats is not None and stats.settled >= _MIN_SETTLED:
-                links[view.node] = (stats.loss_rate, max(stats.mean_burst, 1.0))
+                # The bound, not the point estimate: a sender sizes its repair
+                # by the worst report, and an early report of a few frames
+                # may show no loss on a lossy link.
+                links[view.node] = (stats.loss_bound, max(stats.mean_burst, 1.0))
         heartbeat = self.membership.make_heartbeat(now, links)
         number = self._heartbeat_seq
         self._heartbeat_seq = (number + 1) & MAX_U32
