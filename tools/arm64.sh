@@ -409,6 +409,9 @@ ensure_root
 [ "$MODE" = root ] && exit 0
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/arm64.XXXXXX")
+# Readable by all, as a checkout is: a test starts the tree's Python as an
+# unprivileged user (test_realtime.py).
+chmod 755 "$TMP"
 TREE=$TMP/tree
 mkdir -p "$TREE"
 trap 'rm -rf "$TMP"' EXIT
