@@ -62,8 +62,9 @@ BUILD_TIMEOUT=${ARM64_BUILD_TIMEOUT:-1200}
 TEST_TIMEOUT=${ARM64_TIMEOUT:-2400}
 
 # Debian's arm64 packages where bookworm's version is good enough;
-# python3-dev for the headers the cross-compiler builds against.
-DEB_PACKAGES=(python3.11 python3-dev)
+# python3-dev for the headers the cross-compiler builds against; GLib for the
+# lcm wheel.
+DEB_PACKAGES=(python3.11 python3-dev libglib2.0-0)
 # The rest: bookworm's are older than pyproject.toml asks for (pytest 7,
 # hypothesis 6.36, cryptography 38, uvloop 0.17, prometheus-client 0.16,
 # numpy 1.24), so they come from PyPI as aarch64 wheels, installed from the
@@ -74,10 +75,12 @@ DEB_PACKAGES=(python3.11 python3-dev)
 # bookworm has 1.0.3.  And click: the CLI tests read CliRunner's stderr apart
 # from stdout, which click gives from 8.2 (bookworm has 8.1.3).  The minimums
 # are pyproject.toml's.
-# numpy is for bench_consensus's smoke test.
+# numpy is for bench_consensus's smoke test, lcm and eclipse-zenoh for the
+# soak agents' tests (bench/soak_agents/).
 PIP_PACKAGES=(
     "msgpack>=1.2" "click>=8.2" "pytest>=8" "pytest-asyncio>=0.23" "hypothesis>=6.100" "reedsolo==1.7.0"
     "cryptography>=42" "uvloop>=0.19" "prometheus-client>=0.20" "numpy>=1.26"
+    "lcm>=1.5.3" "eclipse-zenoh>=1.10.2"
 )
 # Everything the root is made of; its hash is the root's version.  Change
 # ROOT_RECIPE_VERSION when the build steps below change.
@@ -332,6 +335,13 @@ export CLOUDKERNEL_ARM64_PYTHON="$TREE/.arm64/python3.11"
 exec qemu-aarch64-static -L "$ROOT" -cpu "$QEMU_CPU_MODEL" "$ROOT/usr/bin/python3.11" "\$@"
 EOF
     chmod +x "$TREE/.arm64/python3.11"
+    # The console script pip would have put next to the Python (the systemd
+    # unit's tests look for it there).
+    cat >"$TREE/.arm64/cloudkernel" <<EOF
+#!/bin/sh
+exec "$TREE/.arm64/python3.11" -m cloudkernel "\$@"
+EOF
+    chmod +x "$TREE/.arm64/cloudkernel"
     cat >"$TREE/.arm64/sitecustomize.py" <<'EOF'
 # Made by tools/arm64.sh: child processes started with sys.executable must go
 # through qemu too, so sys.executable is the wrapper script beside this file.
