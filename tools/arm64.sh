@@ -19,8 +19,8 @@
 # is registered for that step and removed afterwards, and binfmt_misc is
 # unmounted again when it was not mounted before.
 #
-# Usage: bash tools/arm64.sh           the CI subset (compiled code and protocol core)
-#        bash tools/arm64.sh --full    the whole suite
+# Usage: bash tools/arm64.sh           the whole suite (as CI runs it)
+#        bash tools/arm64.sh --quick   the compiled code's and protocol core's tests
 #        bash tools/arm64.sh --bench   GF(2^8) and decode throughput, NEON vs scalar,
 #                                      EMULATED (not in CI: qemu is no Pi)
 #        bash tools/arm64.sh --root    only build (or check) the cached root
@@ -33,11 +33,12 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SRC=$PWD
 
-MODE=ci
+MODE=full
 PYTEST_EXTRA=()
 while [ $# -gt 0 ]; do
     case $1 in
         --full) MODE=full ;;
+        --quick) MODE=quick ;;
         --bench) MODE=bench ;;
         --root) MODE=root ;;
         --)
@@ -46,7 +47,7 @@ while [ $# -gt 0 ]; do
             break
             ;;
         *)
-            echo "usage: bash tools/arm64.sh [--full|--bench|--root] [-- PYTEST_ARGS...]" >&2
+            echo "usage: bash tools/arm64.sh [--full|--quick|--bench|--root] [-- PYTEST_ARGS...]" >&2
             exit 2
             ;;
     esac
@@ -376,13 +377,12 @@ check_neon() {
     esac
 }
 
-# The CI subset: the tests of the compiled code (FEC and its kernels, the
-# payload decoder, the consensus filter against its reference) and of the
-# protocol core that carries their results (wire vectors, receiver fuzz,
-# authentication, replay, duplicates, redundancy).  The rest is pure Python,
-# the same on every architecture, or starts daemons, network namespaces and
-# containers; under qemu it all takes several times CI's budget (--full).
-CI_TESTS=(
+# --quick: the tests of the compiled code (FEC and its kernels, the payload
+# decoder, the consensus filter against its reference) and of the protocol
+# core that carries their results (wire vectors, receiver fuzz,
+# authentication, replay, duplicates, redundancy), for a few minutes' check
+# while working on them.
+QUICK_TESTS=(
     tests/test_erasure_code.py tests/test_kernels.py tests/test_rscodec.py
     tests/test_fec_fuzz.py tests/test_payload_compiled.py tests/test_protocol_vectors.py
     tests/test_receiver_fuzz.py tests/test_consensus_equivalence.py tests/test_auth.py
@@ -391,7 +391,7 @@ CI_TESTS=(
 
 run_tests() {
     local targets=()
-    [ "$MODE" = ci ] && targets=("${CI_TESTS[@]}")
+    [ "$MODE" = quick ] && targets=("${QUICK_TESTS[@]}")
     local t0=$SECONDS rc=0
     (cd "$TREE" && arm64_python timeout "$TEST_TIMEOUT" "$TREE/.arm64/python3.11" \
         -m pytest -q -p no:cacheprovider "${targets[@]}" "${PYTEST_EXTRA[@]}") || rc=$?
