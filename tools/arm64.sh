@@ -19,8 +19,8 @@
 # is registered for that step and removed afterwards, and binfmt_misc is
 # unmounted again when it was not mounted before.
 #
-# Usage: bash tools/arm64.sh           the CI subset (compiled code and protocol core)
-#        bash tools/arm64.sh --full    the whole suite
+# Usage: bash tools/arm64.sh           the whole suite (as CI runs it)
+#        bash tools/arm64.sh --quick   the compiled code's and protocol core's tests
 #        bash tools/arm64.sh --bench   GF(2^8) and decode throughput, NEON vs scalar,
 #                                      EMULATED (not in CI: qemu is no Pi)
 #        bash tools/arm64.sh --root    only build (or check) the cached root
@@ -33,11 +33,12 @@ set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 SRC=$PWD
 
-MODE=ci
+MODE=full
 PYTEST_EXTRA=()
 while [ $# -gt 0 ]; do
     case $1 in
         --full) MODE=full ;;
+        --quick) MODE=quick ;;
         --bench) MODE=bench ;;
         --root) MODE=root ;;
         --)
@@ -46,7 +47,7 @@ while [ $# -gt 0 ]; do
             break
             ;;
         *)
-            echo "usage: bash tools/arm64.sh [--full|--bench|--root] [-- PYTEST_ARGS...]" >&2
+            echo "usage: bash tools/arm64.sh [--full|--quick|--bench|--root] [-- PYTEST_ARGS...]" >&2
             exit 2
             ;;
     esac
@@ -62,21 +63,25 @@ BUILD_TIMEOUT=${ARM64_BUILD_TIMEOUT:-1200}
 TEST_TIMEOUT=${ARM64_TIMEOUT:-2400}
 
 # Debian's arm64 packages where bookworm's version is good enough;
-# python3-dev for the headers the cross-compiler builds against.
-DEB_PACKAGES=(python3.11 python3-dev)
+# python3-dev for the headers the cross-compiler builds against; GLib for the
+# lcm wheel.
+DEB_PACKAGES=(python3.11 python3-dev libglib2.0-0)
 # The rest: bookworm's are older than pyproject.toml asks for (pytest 7,
 # hypothesis 6.36, cryptography 38, uvloop 0.17, prometheus-client 0.16,
 # numpy 1.24), so they come from PyPI as aarch64 wheels, installed from the
 # host into the root (pip under qemu would be slower and need the root's CA
-# setup).  msgpack too: with bookworm's 1.0.3 the pure-Python payload decoder
-# disagrees with the compiled one on one buffer kind
-# (test_payload_compiled.py::test_buffer_kinds[good]); 1.1 and later agree.
-# And click: the CLI tests read CliRunner's stderr apart from stdout, which
-# bookworm's 8.1.3 does not give.
-# numpy is for bench_consensus's smoke test.
+# setup).  msgpack too: before 1.2 its unpackb raises SystemError on a
+# non-contiguous buffer of bytes, so the pure-Python payload decoder refuses
+# what the compiled one accepts (test_payload_compiled.py::test_buffer_kinds);
+# bookworm has 1.0.3.  And click: the CLI tests read CliRunner's stderr apart
+# from stdout, which click gives from 8.2 (bookworm has 8.1.3).  The minimums
+# are pyproject.toml's.
+# numpy is for bench_consensus's smoke test, lcm and eclipse-zenoh for the
+# soak agents' tests (bench/soak_agents/).
 PIP_PACKAGES=(
-    "msgpack>=1.1" "click>=8.2" "pytest>=8" "pytest-asyncio>=0.23" "hypothesis>=6.100" "reedsolo==1.7.0"
+    "msgpack>=1.2" "click>=8.2" "pytest>=8" "pytest-asyncio>=0.23" "hypothesis>=6.100" "reedsolo==1.7.0"
     "cryptography>=42" "uvloop>=0.19" "prometheus-client>=0.20" "numpy>=1.26"
+    "lcm>=1.5.3" "eclipse-zenoh>=1.10.2"
 )
 # Everything the root is made of; its hash is the root's version.  Change
 # ROOT_RECIPE_VERSION when the build steps below change.
@@ -331,6 +336,13 @@ export CLOUDKERNEL_ARM64_PYTHON="$TREE/.arm64/python3.11"
 exec qemu-aarch64-static -L "$ROOT" -cpu "$QEMU_CPU_MODEL" "$ROOT/usr/bin/python3.11" "\$@"
 EOF
     chmod +x "$TREE/.arm64/python3.11"
+    # The console script pip would have put next to the Python (the systemd
+    # unit's tests look for it there).
+    cat >"$TREE/.arm64/cloudkernel" <<EOF
+#!/bin/sh
+exec "$TREE/.arm64/python3.11" -m cloudkernel "\$@"
+EOF
+    chmod +x "$TREE/.arm64/cloudkernel"
     cat >"$TREE/.arm64/sitecustomize.py" <<'EOF'
 # Made by tools/arm64.sh: child processes started with sys.executable must go
 # through qemu too, so sys.executable is the wrapper script beside this file.
@@ -365,13 +377,12 @@ check_neon() {
     esac
 }
 
-# The CI subset: the tests of the compiled code (FEC and its kernels, the
-# payload decoder, the consensus filter against its reference) and of the
-# protocol core that carries their results (wire vectors, receiver fuzz,
-# authentication, replay, duplicates, redundancy).  The rest is pure Python,
-# the same on every architecture, or starts daemons, network namespaces and
-# containers; under qemu it all takes several times CI's budget (--full).
-CI_TESTS=(
+# --quick: the tests of the compiled code (FEC and its kernels, the payload
+# decoder, the consensus filter against its reference) and of the protocol
+# core that carries their results (wire vectors, receiver fuzz,
+# authentication, replay, duplicates, redundancy), for a few minutes' check
+# while working on them.
+QUICK_TESTS=(
     tests/test_erasure_code.py tests/test_kernels.py tests/test_rscodec.py
     tests/test_fec_fuzz.py tests/test_payload_compiled.py tests/test_protocol_vectors.py
     tests/test_receiver_fuzz.py tests/test_consensus_equivalence.py tests/test_auth.py
@@ -380,7 +391,7 @@ CI_TESTS=(
 
 run_tests() {
     local targets=()
-    [ "$MODE" = ci ] && targets=("${CI_TESTS[@]}")
+    [ "$MODE" = quick ] && targets=("${QUICK_TESTS[@]}")
     local t0=$SECONDS rc=0
     (cd "$TREE" && arm64_python timeout "$TEST_TIMEOUT" "$TREE/.arm64/python3.11" \
         -m pytest -q -p no:cacheprovider "${targets[@]}" "${PYTEST_EXTRA[@]}") || rc=$?
@@ -408,6 +419,9 @@ ensure_root
 [ "$MODE" = root ] && exit 0
 
 TMP=$(mktemp -d "${TMPDIR:-/tmp}/arm64.XXXXXX")
+# Readable by all, as a checkout is: a test starts the tree's Python as an
+# unprivileged user (test_realtime.py).
+chmod 755 "$TMP"
 TREE=$TMP/tree
 mkdir -p "$TREE"
 trap 'rm -rf "$TMP"' EXIT

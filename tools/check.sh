@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Sets up everything and runs the whole test suite: lint and types, the C
-# tests under ASan/UBSan (and on arm64 under qemu), a C fuzz run, part of
-# pytest on arm64 under qemu (tools/arm64.sh), and pytest twice: against the
-# compiled extension and against the pure-Python twin.
+# tests under ASan/UBSan (and on arm64 under qemu), a C fuzz run, pytest on
+# arm64 under qemu (tools/arm64.sh, the whole suite), and pytest twice on the
+# host: against the compiled extension and against the pure-Python twin.
 # Every stage runs; the exit status is nonzero if any failed.
 #
 # Usage: bash tools/check.sh
